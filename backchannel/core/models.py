@@ -1,0 +1,86 @@
+"""The message model shared by every network, archive and view.
+
+Pure values only: no I/O, no asyncio. A `Message` is what a source or an importer
+produces; a `StoredMessage` is a message as the store holds it, with its per-event
+sequence number and moderation state.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class Network(enum.StrEnum):
+    X = "x"
+    MASTODON = "mastodon"
+    BLUESKY = "bluesky"
+    YOUTUBE = "youtube"
+    FEED = "feed"
+    FILE = "file"
+
+
+class Status(enum.StrEnum):
+    """Moderation status of a message."""
+
+    NEW = "new"
+    APPROVED = "approved"
+    HIDDEN = "hidden"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One post, tweet, toot or chat line, normalised.
+
+    `uri` is the canonical identity used to fold duplicates, across servers too (a
+    Mastodon status `uri`, a Bluesky at-uri, `https://x.com/i/status/ID`).
+    `repost_of` is set on a native retweet/boost: it is then not a message of its
+    own but a count on the original named by that URI.
+    """
+
+    network: Network
+    network_id: str
+    uri: str
+    author_handle: str
+    author_name: str
+    text: str
+    created_at: datetime
+    event: str = ""
+    permalink: str | None = None
+    reply_to: str | None = None
+    repost_of: str | None = None
+    hashtags: tuple[str, ...] = ()
+    mentions: tuple[str, ...] = ()
+    links: tuple[str, ...] = ()
+    raw: str | None = None  # the upstream payload, verbatim JSON text
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None:
+            raise ValueError("created_at must be timezone-aware")
+        if self.created_at.utcoffset():
+            object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class Moderation:
+    status: Status = Status.NEW
+    starred: bool = False
+    answered: bool = False
+    pinned: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    id: int
+    seq: int
+    message: Message
+    moderation: Moderation = field(default_factory=Moderation)
+    repost_count: int = 0
+
+
+def utc(dt: datetime) -> datetime:
+    """Return `dt` as an aware UTC datetime (naive values are taken as UTC)."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)

@@ -1,0 +1,119 @@
+"""The project's own archive record: one JSON object per line, one message each.
+
+Pure conversion between a decoded JSON object and a `Message`. The format is
+documented in `replay_data/README.md`; `message_to_record` and `message_from_record`
+round-trip, so an export can be replayed again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from backchannel.core.models import Message, Network, StoredMessage
+from backchannel.errors import PayloadError
+
+REQUIRED = ("network", "network_id", "author_handle", "text", "created_at")
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 time (a trailing `Z` allowed) as an aware UTC datetime."""
+    if not isinstance(value, str) or not value:
+        raise PayloadError(f"created_at must be an ISO 8601 string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+    except ValueError as exc:
+        raise PayloadError(f"created_at is not an ISO 8601 time: {value!r}") from exc
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _str_tuple(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
+    value = record.get(key) or ()
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise PayloadError(f"{key} must be a list of strings")
+    return tuple(value)
+
+
+def _optional_str(record: Mapping[str, Any], key: str) -> str | None:
+    value = record.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{key} must be a string")
+    return value
+
+
+def message_from_record(record: Any, *, event: str = "") -> Message:
+    if not isinstance(record, Mapping):
+        raise PayloadError("a record must be a JSON object")
+    missing = [key for key in REQUIRED if record.get(key) in (None, "")]
+    if missing:
+        raise PayloadError(f"missing required field(s): {', '.join(missing)}")
+    try:
+        network = Network(record["network"])
+    except ValueError as exc:
+        known = ", ".join(n.value for n in Network)
+        raise PayloadError(f"unknown network {record['network']!r} (known: {known})") from exc
+    for key in ("network_id", "author_handle", "text"):
+        if not isinstance(record[key], str):
+            raise PayloadError(f"{key} must be a string")
+    raw = record.get("raw")
+    return Message(
+        network=network,
+        network_id=record["network_id"],
+        uri=_optional_str(record, "uri") or f"{network.value}:{record['network_id']}",
+        author_handle=record["author_handle"].lstrip("@"),
+        author_name=_optional_str(record, "author_name") or record["author_handle"].lstrip("@"),
+        text=record["text"],
+        created_at=parse_time(record["created_at"]),
+        event=event or _optional_str(record, "event") or "",
+        permalink=_optional_str(record, "permalink"),
+        reply_to=_optional_str(record, "reply_to"),
+        repost_of=_optional_str(record, "repost_of"),
+        hashtags=_str_tuple(record, "hashtags"),
+        mentions=_str_tuple(record, "mentions"),
+        links=_str_tuple(record, "links"),
+        raw=None if raw is None else (raw if isinstance(raw, str) else orjson.dumps(raw).decode()),
+    )
+
+
+def message_to_record(message: Message | StoredMessage) -> dict[str, Any]:
+    """The archive record for a message; a stored message also carries its moderation."""
+    stored = message if isinstance(message, StoredMessage) else None
+    m = stored.message if stored else message
+    assert isinstance(m, Message)
+    record: dict[str, Any] = {
+        "network": m.network.value,
+        "network_id": m.network_id,
+        "uri": m.uri,
+        "event": m.event or None,
+        "author_handle": m.author_handle,
+        "author_name": m.author_name,
+        "text": m.text,
+        "created_at": format_time(m.created_at),
+        "permalink": m.permalink,
+        "reply_to": m.reply_to,
+        "repost_of": m.repost_of,
+        "hashtags": list(m.hashtags),
+        "mentions": list(m.mentions),
+        "links": list(m.links),
+        "raw": orjson.loads(m.raw) if m.raw else None,
+    }
+    if stored:
+        mod = stored.moderation
+        record["moderation"] = {
+            "status": mod.status.value,
+            "starred": mod.starred,
+            "answered": mod.answered,
+            "pinned": mod.pinned,
+        }
+    return record
