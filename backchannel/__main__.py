@@ -1,0 +1,5 @@
+import sys
+
+from backchannel.cli import main
+
+sys.exit(main())

@@ -1,0 +1,246 @@
+"""Command line: parse arguments, build settings, call in. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from backchannel import config
+from backchannel.errors import BackchannelError
+
+log = logging.getLogger("backchannel")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_ARCHIVE = REPO_ROOT / "replay_data" / "slz.jsonl"
+
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+
+
+def _default_event(path: Path) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-") or "event"
+
+
+def _add_db(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=None,
+        help=f"database URL or SQLite file (env BACKCHANNEL_DB, default {config.setting('db', {})})",
+    )
+
+
+def _open_store(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from backchannel.store import Store
+
+    return Store(args.db or config.setting("db"))
+
+
+def _progress_reader(path: Path, fmt: str, event: str, show: bool):  # type: ignore[no-untyped-def]
+    """The archive's items, with a progress bar (by bytes read) when on a terminal."""
+    from backchannel.sources.archive import read_archive
+
+    if not show:
+        return read_archive(path, format=fmt, event=event), None
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    progress = Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn()
+    )
+    task = progress.add_task(path.name, total=path.stat().st_size)
+
+    def advance(consumed: int) -> None:
+        progress.update(task, completed=consumed)
+
+    return read_archive(path, format=fmt, event=event, on_progress=advance), progress
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from backchannel.bulk import bulk_ingest
+    from backchannel.sources.archive import Rejected
+
+    path = Path(args.path)
+    event = args.event or _default_event(path)
+
+    def report(rejected: Rejected) -> None:
+        print(f"rejected {path.name}, {rejected.where}: {rejected.reason}", file=sys.stderr)
+
+    with _open_store(args) as store:
+        items, progress = _progress_reader(path, args.format, event, sys.stderr.isatty())
+        if progress is not None:
+            with progress:
+                stats = bulk_ingest(store, event, items, on_rejected=report)
+        else:
+            stats = bulk_ingest(store, event, items, on_rejected=report)
+    print(
+        f"{path.name} -> event {event!r}: {stats.added} added, {stats.duplicates} already present, "
+        f"{len(stats.rejected)} rejected"
+    )
+    return EXIT_OK if stats.ok else EXIT_REJECTED
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from backchannel.pipeline import Pipeline
+    from backchannel.sources.archive import Rejected, read_archive
+    from backchannel.sources.replay import replay
+
+    path = Path(args.path)
+    rejected: list[Rejected] = []
+
+    def messages():  # type: ignore[no-untyped-def]
+        for item in read_archive(path, format=args.format, event=args.event):
+            if isinstance(item, Rejected):
+                rejected.append(item)
+                print(f"rejected {path.name}, {item.where}: {item.reason}", file=sys.stderr)
+            else:
+                yield item
+
+    def show(message) -> None:  # type: ignore[no-untyped-def]
+        if args.verbose:
+            print(f"{message.created_at:%H:%M:%S} @{message.author_handle}: {message.text}")
+
+    with _open_store(args) as store:
+        pipeline = Pipeline(store, args.event, batch_size=1000 if args.speed == 0 else 200)
+        interrupted = False
+        try:
+            asyncio.run(replay(messages(), pipeline, speed=args.speed, on_message=show))
+        except KeyboardInterrupt:
+            interrupted = True
+        stats = pipeline.stats
+    state = "stopped" if interrupted else "replayed"
+    print(
+        f"{state} {path.name} into event {args.event!r}: {stats.added} added, "
+        f"{stats.duplicates} already present, {len(rejected)} rejected"
+    )
+    return 130 if interrupted else (EXIT_OK if not rejected else EXIT_REJECTED)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from backchannel import export
+
+    out = Path(args.out) if args.out else None
+    with _open_store(args) as store:
+        store.event(args.event, create=False)
+        messages = store.messages(args.event, order=args.order, only=args.filter)
+        if args.format in ("jsonl", "csv"):
+            if out is None:
+                export.write_archive(messages, sys.stdout, fmt=args.format)
+            else:
+                with out.open("w", encoding="utf-8", newline="") as fh:
+                    export.write_archive(messages, fh, fmt=args.format)
+            return EXIT_OK
+        parts = export.render_post(
+            messages,
+            fmt=args.format,
+            part_size=args.part_size,
+            template=Path(args.template) if args.template else None,
+        )
+    written = export.write_post(parts, out, fmt=args.format)
+    if not written:
+        sys.stdout.write("\n".join(parts))
+    else:
+        for path in written:
+            print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from backchannel import export
+    from backchannel.bulk import bulk_ingest
+    from backchannel.sources.archive import read_archive
+    from backchannel.store import Store
+
+    if not DEMO_ARCHIVE.exists():
+        raise BackchannelError(f"the demo archive is missing: {DEMO_ARCHIVE} (install from a checkout)")
+    db = args.db or "backchannel-demo.db"
+    with Store(db) as store:
+        stats = bulk_ingest(store, "slz", read_archive(DEMO_ARCHIVE, event="slz"))
+        parts = export.render_post(store.messages("slz", order="newest"), fmt="markdown")
+    sys.stdout.write("\n".join(parts))
+    print(
+        f"\n(#slz loaded into {db}: {stats.added} added, {stats.duplicates} already present. "
+        f"Try: backchannel export --db {db} --event slz --format html --out slz.html)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        for name in store.event_names():
+            print(f"{name}\t{store.count(name, include_reposts=False)} messages")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from backchannel.sources.archive import FORMATS
+
+    parser = argparse.ArgumentParser(
+        prog="backchannel", description="Collect, moderate and recap an event's hashtag backchannel."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="more output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("import", help="load an archive (own JSONL, Mastodon JSON, twarc2 JSONL, TAGS CSV)")
+    p.add_argument("path", help="archive file")
+    p.add_argument("--event", help="event name (default: the file name without extension)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="archive format (default: sniffed)")
+    _add_db(p)
+    p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("replay", help="feed an archive through the live pipeline at its original pace")
+    p.add_argument("path", help="archive file")
+    p.add_argument("--event", required=True, help="event name")
+    p.add_argument("--speed", type=float, default=1.0, help="divide the original gaps by N (0: no waiting)")
+    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="archive format")
+    _add_db(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("export", help="write the numbered follow-up post or an archive")
+    p.add_argument("--event", required=True, help="event name")
+    p.add_argument(
+        "--format", default="markdown", choices=("markdown", "html", "text", "jsonl", "csv"), help="output format"
+    )
+    p.add_argument("--order", default="newest", choices=("newest", "oldest"), help="message order")
+    p.add_argument("--part-size", type=int, default=None, help="split the post into parts of N messages")
+    p.add_argument("--filter", default="all", choices=("all", "approved", "starred"), help="which messages")
+    p.add_argument("--out", help="output file (a directory with --part-size); default stdout")
+    p.add_argument("--template", help="a Jinja2 template to render instead of the built-in one")
+    _add_db(p)
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("demo", help="load the #slz session and print its numbered follow-up post")
+    p.add_argument("--db", default=None, help="database (default backchannel-demo.db)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("events", help="list the events in the database")
+    _add_db(p)
+    p.set_defaults(func=cmd_events)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else config.setting("log_level"),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if getattr(args, "part_size", None) is not None and args.part_size < 1:
+        parser.error("--part-size must be at least 1")
+    if getattr(args, "speed", 0) < 0:
+        parser.error("--speed must be 0 (no waiting) or more")
+    try:
+        return int(args.func(args))
+    except BackchannelError as exc:
+        print(f"backchannel: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
