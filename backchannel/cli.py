@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import", help="load an archive (own JSONL, Mastodon JSON, twarc2 JSONL, TAGS CSV)")
     p.add_argument("path", help="archive file")
     p.add_argument("--event", help="event name (default: the file name without extension)")
-    p.add_argument("--format", default="auto", choices=("auto", *FORMATS), help="archive format (default: sniffed)")
+    p.add_argument(
+        "--format", default="auto", choices=("auto", *FORMATS), help="archive format (default: sniffed)"
+    )
     _add_db(p)
     p.set_defaults(func=cmd_import)
 
@@ -202,7 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the numbered follow-up post or an archive")
     p.add_argument("--event", required=True, help="event name")
     p.add_argument(
-        "--format", default="markdown", choices=("markdown", "html", "text", "jsonl", "csv"), help="output format"
+        "--format",
+        default="markdown",
+        choices=("markdown", "html", "text", "jsonl", "csv"),
+        help="output format",
     )
     p.add_argument("--order", default="newest", choices=("newest", "oldest"), help="message order")
     p.add_argument("--part-size", type=int, default=None, help="split the post into parts of N messages")

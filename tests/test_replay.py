@@ -87,7 +87,9 @@ async def test_cancelled_replay_keeps_what_it_took(store: Store) -> None:
             await asyncio.sleep(3600)
 
     pipeline = Pipeline(store, "slz", batch_size=1000)
-    task = asyncio.create_task(replay([msg(1, 0), msg(2, 0), msg(3, 100)], pipeline, speed=1, clock=SlowClock()))
+    task = asyncio.create_task(
+        replay([msg(1, 0), msg(2, 0), msg(3, 100)], pipeline, speed=1, clock=SlowClock())
+    )
     await asyncio.wait_for(clock_started.wait(), 5)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from backchannel.core.models import Message, Network, Status
+from backchannel.core.moderation import Action
 from backchannel.errors import StoreError
 from backchannel.store import Store
 
@@ -89,8 +90,8 @@ def test_reposts_count_onto_their_original(store: Store) -> None:
 
 def test_filters_use_moderation_state(store: Store) -> None:
     added = store.ingest("slz", [msg(1), msg(2), msg(3)]).added
-    store.set_moderation("slz", added[0].id, status=Status.APPROVED)
-    store.set_moderation("slz", added[2].id, starred=True)
+    store.moderate("slz", added[0].id, Action.APPROVE, actor="mod")
+    store.moderate("slz", added[2].id, Action.STAR, actor="mod")
     assert [m.message.network_id for m in store.messages("slz", only="approved")] == ["1"]
     assert [m.message.network_id for m in store.messages("slz", only="starred")] == ["3"]
     with pytest.raises(StoreError):

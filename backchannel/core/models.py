@@ -72,11 +72,20 @@ class Moderation:
 
 @dataclass(frozen=True, slots=True)
 class StoredMessage:
+    """A message as the store holds it.
+
+    `repost_count` counts native retweets/boosts of it; `copy_count` counts manual
+    "RT @x:" copies, and `copy_of` is set on such a copy (the URI it quotes).
+    """
+
     id: int
     seq: int
     message: Message
     moderation: Moderation = field(default_factory=Moderation)
     repost_count: int = 0
+    is_question: bool = False
+    copy_of: str | None = None
+    copy_count: int = 0
 
 
 def utc(dt: datetime) -> datetime:
@@ -84,3 +93,20 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A moderation change, numbered in the same sequence as the event's messages.
+
+    `message` is the message's state after the change for per-message actions; event
+    actions (block, mute, premoderation) carry their subject in `subject`.
+    """
+
+    seq: int
+    action: str
+    actor: str
+    created_at: datetime
+    message: StoredMessage | None = None
+    subject: str | None = None
+    action_id: str | None = None

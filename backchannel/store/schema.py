@@ -48,7 +48,51 @@ messages = sa.Table(
     sa.Column("starred", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("answered", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("is_question", sa.Boolean, nullable=False, server_default=sa.false()),
+    # The message a manual "RT @x: …" copy quotes (native reposts use repost_of).
+    sa.Column("copy_of", sa.String(500)),
     sa.UniqueConstraint("event_id", "uri", name="uq_messages_event_uri"),
     sa.UniqueConstraint("event_id", "seq", name="uq_messages_event_seq"),
     sa.Index("ix_messages_event_repost_of", "event_id", "repost_of"),
+    sa.Index("ix_messages_event_author", "event_id", "author_handle"),
+)
+
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("action", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("message_id", sa.BigInteger, sa.ForeignKey("messages.id")),
+    sa.Column("subject", sa.Text),
+    sa.Column("action_id", sa.String(100)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("event_id", "seq", name="uq_changes_event_seq"),
+    sa.UniqueConstraint("event_id", "action_id", name="uq_changes_event_action_id"),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("username", sa.String(200), nullable=False, unique=True),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+blocked_authors = sa.Table(
+    "blocked_authors",
+    metadata,
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), primary_key=True),
+    sa.Column("network", sa.String(20), primary_key=True),
+    sa.Column("author_handle", sa.String(300), primary_key=True),
+)
+
+muted_terms = sa.Table(
+    "muted_terms",
+    metadata,
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), primary_key=True),
+    sa.Column("term", sa.String(200), primary_key=True),
 )

@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from backchannel.core.models import Message, Moderation, Network, Status, StoredMessage
+from backchannel.core.models import Message, StoredMessage
+from backchannel.core.questions import is_question
+from backchannel.core.retweets import manual_retweet, quotes
 from backchannel.errors import StoreError
+from backchannel.store.moderation import ModerationMixin
+from backchannel.store.queries import QueryMixin
+from backchannel.store.rows import EventInfo, json_list, lock_event
 from backchannel.store.schema import events, messages
 
 log = logging.getLogger(__name__)
@@ -52,16 +56,8 @@ _STAGED_COLUMNS = (
     "mentions",
     "links",
     "raw",
+    "is_question",
 )
-
-
-@dataclass(frozen=True, slots=True)
-class EventInfo:
-    id: int
-    name: str
-    epoch: str
-    last_seq: int
-    premoderation: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +68,6 @@ class IngestResult:
     added: list[StoredMessage]
     added_count: int
     duplicates: int
-
-
-EXPORT_FILTERS = ("all", "approved", "starred")
 
 
 def normalise_url(url: str) -> str:
@@ -115,19 +108,10 @@ def _make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _json_list(values: Sequence[str]) -> str:
-    return orjson.dumps(list(values)).decode()
+class Store(QueryMixin, ModerationMixin):
+    """The store's public face: lifecycle, events and ingest here; reading in
+    `queries.py`, moderation and accounts in `moderation.py`."""
 
-
-def _aware(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
-class Store:
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = normalise_url(url)
         self.engine = _make_engine(url)
@@ -223,12 +207,7 @@ class Store:
             return IngestResult([], 0, delivered)
         staged = list(unique.values())
         with self.engine.begin() as conn:
-            base = conn.execute(
-                sa.update(events)
-                .where(events.c.id == info.id)
-                .values(last_seq=events.c.last_seq)
-                .returning(events.c.last_seq)
-            ).scalar_one()
+            base = lock_event(conn, info.id)
             self._stage(conn, staged)
             returning = " RETURNING id, seq, uri" if want_rows else ""
             columns = ", ".join(_STAGED_COLUMNS)
@@ -249,8 +228,20 @@ class Store:
                 conn.execute(
                     sa.update(events).where(events.c.id == info.id).values(last_seq=base + added_count)
                 )
+                copies = _resolve_copies(conn, info.id, [unique[r[2]] for r in rows] if want_rows else staged)
+            else:
+                copies = {}
         added = sorted(
-            (StoredMessage(id=r[0], seq=r[1], message=_with_event(unique[r[2]], info.name)) for r in rows),
+            (
+                StoredMessage(
+                    id=r[0],
+                    seq=r[1],
+                    message=_with_event(unique[r[2]], info.name),
+                    is_question=is_question(unique[r[2]].text),
+                    copy_of=copies.get(r[2]),
+                )
+                for r in rows
+            ),
             key=lambda m: m.seq,
         )
         return IngestResult(added, added_count, delivered - added_count)
@@ -262,7 +253,7 @@ class Store:
                 "CREATE TEMP TABLE IF NOT EXISTS bc_staging (ord integer, network text, "
                 "network_id text, uri text, author_handle text, author_name text, text text, "
                 "created_at timestamptz, permalink text, reply_to text, repost_of text, "
-                "hashtags text, mentions text, links text, raw text) ON COMMIT DELETE ROWS"
+                "hashtags text, mentions text, links text, raw text, is_question boolean) ON COMMIT DELETE ROWS"
             )
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY bc_staging (ord, {columns}) FROM STDIN") as copy:
@@ -273,7 +264,7 @@ class Store:
             conn.exec_driver_sql(
                 "CREATE TEMP TABLE IF NOT EXISTS bc_staging (ord INTEGER, network, network_id, "
                 "uri, author_handle, author_name, text, created_at, permalink, reply_to, "
-                "repost_of, hashtags, mentions, links, raw)"
+                "repost_of, hashtags, mentions, links, raw, is_question)"
             )
             conn.exec_driver_sql("DELETE FROM bc_staging")
             placeholders = ", ".join("?" * (len(_STAGED_COLUMNS) + 1))
@@ -284,77 +275,39 @@ class Store:
             )
             cursor.close()
 
-    # -- reading ---------------------------------------------------------------------
 
-    def messages(
-        self,
-        event: str,
-        *,
-        order: str = "oldest",
-        only: str = "all",
-        after_seq: int | None = None,
-        limit: int | None = None,
-        include_reposts: bool = False,
-    ) -> Iterator[StoredMessage]:
-        """Messages of an event, native reposts folded into a count on their original."""
-        info = self.event(event, create=False)
-        reposts = (
-            sa.select(messages.c.repost_of.label("uri"), sa.func.count().label("n"))
-            .where(messages.c.event_id == info.id, messages.c.repost_of.is_not(None))
-            .group_by(messages.c.repost_of)
-            .subquery()
+def _resolve_copies(conn: sa.Connection, event_id: int, candidates: list[Message]) -> dict[str, str]:
+    """Link manual "RT @x: …" copies among `candidates` to the message they quote."""
+    wanted: dict[str, tuple[str, str]] = {}
+    for m in candidates:
+        if "RT" in m.text and m.repost_of is None and (found := manual_retweet(m.text)):
+            wanted[m.uri] = found
+    if not wanted:
+        return {}
+    handles = {handle.lower() for handle, _ in wanted.values()}
+    rows = conn.execute(
+        sa.select(messages.c.uri, messages.c.author_handle, messages.c.text)
+        .where(
+            messages.c.event_id == event_id,
+            sa.func.lower(messages.c.author_handle).in_(handles),
+            messages.c.repost_of.is_(None),
+            messages.c.copy_of.is_(None),
         )
-        query = (
-            sa.select(messages, sa.func.coalesce(reposts.c.n, 0).label("repost_count"))
-            .outerjoin(reposts, reposts.c.uri == messages.c.uri)
-            .where(messages.c.event_id == info.id)
+        .order_by(messages.c.seq)
+    ).all()
+    resolved: dict[str, str] = {}
+    for uri, (handle, quoted) in wanted.items():
+        for row in rows:
+            if row.uri != uri and row.author_handle.lower() == handle.lower() and quotes(quoted, row.text):
+                resolved[uri] = row.uri
+                break
+    for uri, original in resolved.items():
+        conn.execute(
+            sa.update(messages)
+            .where(messages.c.event_id == event_id, messages.c.uri == uri)
+            .values(copy_of=original)
         )
-        if not include_reposts:
-            query = query.where(messages.c.repost_of.is_(None))
-        if only == "approved":
-            query = query.where(messages.c.status == Status.APPROVED.value)
-        elif only == "starred":
-            query = query.where(messages.c.starred.is_(True))
-        elif only != "all":
-            raise StoreError(f"unknown filter {only!r}; expected one of {', '.join(EXPORT_FILTERS)}")
-        if after_seq is not None:
-            query = query.where(messages.c.seq > after_seq)
-        if order == "newest":
-            query = query.order_by(messages.c.created_at.desc(), messages.c.seq.desc())
-        elif order == "oldest":
-            query = query.order_by(messages.c.created_at, messages.c.seq)
-        elif order == "seq":
-            query = query.order_by(messages.c.seq)
-        else:
-            raise StoreError(f"unknown order {order!r}")
-        if limit is not None:
-            query = query.limit(limit)
-        with self.engine.connect() as conn:
-            result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
-            for row in result:
-                yield _stored(row, info.name)
-
-    def count(self, event: str, *, include_reposts: bool = True) -> int:
-        info = self.event(event, create=False)
-        query = sa.select(sa.func.count()).select_from(messages).where(messages.c.event_id == info.id)
-        if not include_reposts:
-            query = query.where(messages.c.repost_of.is_(None))
-        with self.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-
-    def set_moderation(self, event: str, message_id: int, **changes: Any) -> None:
-        """Minimal moderation write (the dashboard issue builds its change log on this)."""
-        allowed = {"status", "starred", "answered", "pinned"}
-        if not changes.keys() <= allowed:
-            raise StoreError(f"unknown moderation fields: {sorted(changes.keys() - allowed)}")
-        info = self.event(event, create=False)
-        values = {k: (v.value if isinstance(v, Status) else v) for k, v in changes.items()}
-        with self.engine.begin() as conn:
-            conn.execute(
-                sa.update(messages)
-                .where(messages.c.event_id == info.id, messages.c.id == message_id)
-                .values(**values)
-            )
+    return resolved
 
 
 def _sqlite_time(dt: datetime) -> str:
@@ -375,10 +328,11 @@ def _staged_row(ord_: int, m: Message, created: Any) -> tuple[Any, ...]:
         m.permalink,
         m.reply_to,
         m.repost_of,
-        _json_list(m.hashtags),
-        _json_list(m.mentions),
-        _json_list(m.links),
+        json_list(m.hashtags),
+        json_list(m.mentions),
+        json_list(m.links),
         m.raw,
+        is_question(m.text),
     )
 
 
@@ -388,31 +342,3 @@ def _with_event(message: Message, event: str) -> Message:
     from dataclasses import replace
 
     return replace(message, event=event)
-
-
-def _stored(row: Any, event: str) -> StoredMessage:
-    m = row._mapping
-    message = Message(
-        network=Network(m["network"]),
-        network_id=m["network_id"],
-        uri=m["uri"],
-        author_handle=m["author_handle"],
-        author_name=m["author_name"],
-        text=m["text"],
-        created_at=_aware(m["created_at"]),
-        event=event,
-        permalink=m["permalink"],
-        reply_to=m["reply_to"],
-        repost_of=m["repost_of"],
-        hashtags=tuple(orjson.loads(m["hashtags"])),
-        mentions=tuple(orjson.loads(m["mentions"])),
-        links=tuple(orjson.loads(m["links"])),
-        raw=m["raw"],
-    )
-    moderation = Moderation(
-        status=Status(m["status"]),
-        starred=bool(m["starred"]),
-        answered=bool(m["answered"]),
-        pinned=bool(m["pinned"]),
-    )
-    return StoredMessage(m["id"], m["seq"], message, moderation, int(m["repost_count"]))

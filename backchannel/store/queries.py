@@ -1,0 +1,220 @@
+"""Reading the store: listings for exports, dashboard search with paging, resume backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from backchannel.core.models import Change, Network, Status, StoredMessage
+from backchannel.errors import StoreError
+from backchannel.store.rows import EventInfo, aware, stored_from_row
+from backchannel.store.schema import changes, messages
+
+if TYPE_CHECKING:
+    from backchannel.store.store import Store
+
+EXPORT_FILTERS = ("all", "approved", "starred", "questions", "unanswered")
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    """The dashboard's search and filters. Unset fields do not filter."""
+
+    text: str | None = None
+    author: str | None = None
+    question: bool | None = None
+    has_link: bool | None = None
+    status: Status | None = None
+    network: Network | None = None
+    starred: bool | None = None
+    answered: bool | None = None
+    # Collapse native reposts and manual copies onto their original (the feed's default).
+    collapse: bool = True
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _listing(info: EventInfo, *, collapse_copies: bool) -> sa.Select[Any]:
+    """Messages of an event with their repost and copy counts."""
+    reposts = (
+        sa.select(messages.c.repost_of.label("uri"), sa.func.count().label("n"))
+        .where(messages.c.event_id == info.id, messages.c.repost_of.is_not(None))
+        .group_by(messages.c.repost_of)
+        .subquery()
+    )
+    copies = (
+        sa.select(messages.c.copy_of.label("uri"), sa.func.count().label("n"))
+        .where(messages.c.event_id == info.id, messages.c.copy_of.is_not(None))
+        .group_by(messages.c.copy_of)
+        .subquery()
+    )
+    query = (
+        sa.select(
+            messages,
+            sa.func.coalesce(reposts.c.n, 0).label("repost_count"),
+            sa.func.coalesce(copies.c.n, 0).label("copy_count"),
+        )
+        .outerjoin(reposts, reposts.c.uri == messages.c.uri)
+        .outerjoin(copies, copies.c.uri == messages.c.uri)
+        .where(messages.c.event_id == info.id, messages.c.repost_of.is_(None))
+    )
+    if collapse_copies:
+        query = query.where(messages.c.copy_of.is_(None))
+    return query
+
+
+def _apply_query(query: sa.Select[Any], q: MessageQuery) -> sa.Select[Any]:
+    if q.text:
+        query = query.where(messages.c.text.ilike(f"%{_escape_like(q.text)}%", escape="\\"))
+    if q.author:
+        author = _escape_like(q.author.lstrip("@"))
+        query = query.where(
+            sa.or_(
+                messages.c.author_handle.ilike(f"%{author}%", escape="\\"),
+                messages.c.author_name.ilike(f"%{author}%", escape="\\"),
+            )
+        )
+    if q.question is not None:
+        query = query.where(messages.c.is_question.is_(q.question))
+    if q.has_link is not None:
+        query = query.where((messages.c.links != "[]") if q.has_link else (messages.c.links == "[]"))
+    if q.status is not None:
+        query = query.where(messages.c.status == q.status.value)
+    if q.network is not None:
+        query = query.where(messages.c.network == q.network.value)
+    if q.starred is not None:
+        query = query.where(messages.c.starred.is_(q.starred))
+    if q.answered is not None:
+        query = query.where(messages.c.answered.is_(q.answered))
+    return query
+
+
+class QueryMixin:
+    def messages(
+        self: Store,
+        event: str,
+        *,
+        order: str = "oldest",
+        only: str = "all",
+        after_seq: int | None = None,
+        limit: int | None = None,
+    ) -> Iterator[StoredMessage]:
+        """Messages of an event for export: native reposts folded into a count on their
+        original; manual "RT @x:" copies are listed (they are tweets of their own)."""
+        info = self.event(event, create=False)
+        query = _listing(info, collapse_copies=False)
+        filters = {
+            "all": MessageQuery(collapse=False),
+            "approved": MessageQuery(status=Status.APPROVED, collapse=False),
+            "starred": MessageQuery(starred=True, collapse=False),
+            "questions": MessageQuery(question=True, collapse=False),
+            "unanswered": MessageQuery(question=True, answered=False, collapse=False),
+        }
+        if only not in filters:
+            raise StoreError(f"unknown filter {only!r}; expected one of {', '.join(EXPORT_FILTERS)}")
+        query = _apply_query(query, filters[only])
+        if after_seq is not None:
+            query = query.where(messages.c.seq > after_seq)
+        if order == "newest":
+            query = query.order_by(messages.c.created_at.desc(), messages.c.seq.desc())
+        elif order == "oldest":
+            query = query.order_by(messages.c.created_at, messages.c.seq)
+        elif order == "seq":
+            query = query.order_by(messages.c.seq)
+        else:
+            raise StoreError(f"unknown order {order!r}")
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+            for row in result:
+                yield stored_from_row(row, info.name)
+
+    def search(
+        self: Store,
+        event: str,
+        query: MessageQuery | None = None,
+        *,
+        before_seq: int | None = None,
+        limit: int = 50,
+        oldest_first: bool = False,
+    ) -> list[StoredMessage]:
+        """One page of the dashboard feed, newest first (or oldest first for the
+        question queue), paged by sequence number."""
+        info = self.event(event, create=False)
+        q = query or MessageQuery()
+        select = _apply_query(_listing(info, collapse_copies=q.collapse), q)
+        if before_seq is not None:
+            select = select.where(
+                messages.c.seq > before_seq if oldest_first else messages.c.seq < before_seq
+            )
+        select = select.order_by(messages.c.seq if oldest_first else messages.c.seq.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [stored_from_row(row, info.name) for row in conn.execute(select)]
+
+    def message(self: Store, event: str, message_id: int) -> StoredMessage:
+        info = self.event(event, create=False)
+        query = _listing(info, collapse_copies=False).where(messages.c.id == message_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        if row is None:
+            raise StoreError(f"no message {message_id} in event {event!r}")
+        return stored_from_row(row, info.name)
+
+    def message_by_uri(self: Store, event: str, uri: str) -> StoredMessage | None:
+        info = self.event(event, create=False)
+        query = _listing(info, collapse_copies=False).where(messages.c.uri == uri)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).one_or_none()
+        return None if row is None else stored_from_row(row, info.name)
+
+    def count(self: Store, event: str, *, include_reposts: bool = True) -> int:
+        info = self.event(event, create=False)
+        query = sa.select(sa.func.count()).select_from(messages).where(messages.c.event_id == info.id)
+        if not include_reposts:
+            query = query.where(messages.c.repost_of.is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def backlog(
+        self: Store, event: str, after_seq: int, *, limit: int = 10_000
+    ) -> list[StoredMessage | Change]:
+        """Everything numbered after `after_seq` (messages and moderation changes), in
+        sequence order: what a reconnecting dashboard missed."""
+        info = self.event(event, create=False)
+        with self.engine.connect() as conn:
+            # Reposts are items too: they change their original's count on the dashboard.
+            rows = conn.execute(
+                sa.select(messages, sa.literal(0).label("repost_count"), sa.literal(0).label("copy_count"))
+                .where(messages.c.event_id == info.id, messages.c.seq > after_seq)
+                .order_by(messages.c.seq)
+                .limit(limit)
+            ).all()
+            items: list[StoredMessage | Change] = [stored_from_row(r, info.name) for r in rows]
+            change_rows = conn.execute(
+                sa.select(changes)
+                .where(changes.c.event_id == info.id, changes.c.seq > after_seq)
+                .order_by(changes.c.seq)
+                .limit(limit)
+            ).all()
+        for row in change_rows:
+            items.append(self._change_from_row(row, info.name))
+        items.sort(key=lambda item: item.seq)
+        return items[:limit]
+
+    def _change_from_row(self: Store, row: Any, event: str) -> Change:
+        message = self.message(event, row.message_id) if row.message_id is not None else None
+        return Change(
+            seq=row.seq,
+            action=row.action,
+            actor=row.actor,
+            created_at=aware(row.created_at),
+            message=message,
+            subject=row.subject,
+            action_id=row.action_id,
+        )
