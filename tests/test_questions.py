@@ -37,3 +37,24 @@ def test_not_questions(text: str) -> None:
 def test_first_word_skips_mentions_hashtags_and_rt() -> None:
     assert first_word("RT @a: #slz @b -- Is it?") == "is"
     assert first_word("@@@") == ""
+
+
+def test_statements_opening_with_an_auxiliary_are_not_questions() -> None:
+    assert not is_question("Will be following up the #slz conversation at Training Zone")
+    assert not is_question("Haven't seen that one .. RT @BillBoorman: look at Tribepad #slz")
+    assert not is_question("Do check out the slides #slz")
+
+
+def test_detector_quality_on_the_labelled_slz_session() -> None:
+    import json
+    from pathlib import Path
+
+    from backchannel.core.question_quality import evaluate
+    from backchannel.core.record import message_from_record
+
+    root = Path(__file__).resolve().parent.parent / "replay_data"
+    messages = [message_from_record(json.loads(line)) for line in (root / "slz.jsonl").open()]
+    labelled = set(json.loads((root / "slz-questions.json").read_text())["questions"])
+    quality = evaluate(messages, labelled)
+    assert quality.recall == 1.0
+    assert quality.precision >= 0.8

@@ -12,29 +12,42 @@ import re
 
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
 _LEADING_NOISE = re.compile(r"^(?:\s|RT\b:?|[@#][\w.@-]+:?|[-–—:;,.>|\"'“”‘’()]+)+", re.IGNORECASE)
-_FIRST_WORD = re.compile(r"[A-Za-z']+")
+_WORD = re.compile(r"[A-Za-z']+")
 
-INTERROGATIVE_OPENINGS = frozenset(
+WH_WORDS = frozenset("who whom whose what which when where why how anyone anybody".split())
+# An auxiliary opens a question only when a subject follows it: "Will we lose…?" asks,
+# "Will be following up…" and "Do check out…" do not. Negative contractions are left
+# out: "Haven't seen that one" and "Can't wait" are statements, and questions that
+# open with them nearly always carry a question mark.
+AUXILIARIES = frozenset(
+    "is are am was were do does did can could will would shall should has have had may might".split()
+)
+NOT_A_SUBJECT = frozenset(
     """
-    who whom whose what which when where why how
-    is are am was were isn't aren't wasn't weren't
-    do does did don't doesn't didn't
-    can could can't couldn't will would won't wouldn't shall should shouldn't
-    has have had hasn't haven't may might
-    anyone anybody
+    be been being seen done got gotten had just also not never always probably definitely really still
+    try see check join follow post blog update keep have take look come let
     """.split()
 )
 
 
-def first_word(text: str) -> str:
-    """The first word a reader would read, past mentions, hashtags and RT markers."""
+def opening_words(text: str, count: int = 2) -> list[str]:
+    """The first words a reader would read, past mentions, hashtags and RT markers."""
     rest = _LEADING_NOISE.sub("", text)
-    match = _FIRST_WORD.match(rest)
-    return match.group(0).lower() if match else ""
+    return [w.lower() for w in _WORD.findall(rest)[:count]]
+
+
+def first_word(text: str) -> str:
+    words = opening_words(text, 1)
+    return words[0] if words else ""
 
 
 def is_question(text: str) -> bool:
     without_urls = _URL.sub(" ", text)
     if "?" in without_urls:
         return True
-    return first_word(without_urls) in INTERROGATIVE_OPENINGS
+    words = opening_words(without_urls)
+    if not words:
+        return False
+    if words[0] in WH_WORDS:
+        return True
+    return words[0] in AUXILIARIES and len(words) > 1 and words[1] not in NOT_A_SUBJECT
