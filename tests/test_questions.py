@@ -53,7 +53,7 @@ def test_detector_quality_on_the_labelled_slz_session() -> None:
     from backchannel.core.record import message_from_record
 
     root = Path(__file__).resolve().parent.parent / "replay_data"
-    messages = [message_from_record(json.loads(line)) for line in (root / "slz.jsonl").open()]
+    messages = [message_from_record(json.loads(line)) for line in (root / "slz.jsonl").read_text().splitlines()]
     labelled = set(json.loads((root / "slz-questions.json").read_text())["questions"])
     quality = evaluate(messages, labelled)
     assert quality.recall == 1.0
