@@ -42,9 +42,18 @@ def _optional_str(obj: Mapping[str, Any], key: str, where: str = "status") -> st
     return value
 
 
+def _json(obj: Any) -> str:
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError as exc:  # orjson refuses integers beyond 64 bits, for one
+        raise PayloadError(f"status cannot be kept as JSON: {exc}") from exc
+
+
 def _names(status: Mapping[str, Any], key: str, field: str) -> tuple[str, ...]:
     """`status[key][*][field]`, e.g. the names of `tags` or the accts of `mentions`."""
-    items = status.get(key) or []
+    items = status.get(key)
+    if items is None:
+        return ()
     if not isinstance(items, list):
         raise PayloadError(f"status.{key} must be a list")
     names: list[str] = []
@@ -90,7 +99,7 @@ def _message(status: Mapping[str, Any], *, instance: str | None, event: str, raw
         author_handle=handle,
         author_name=name,
         text=text,
-        created_at=parse_time(status.get("created_at")),
+        created_at=parse_time(_required_str(status, "created_at")),
         event=event,
         permalink=_optional_str(status, "url") or uri,
         hashtags=_names(status, "tags", "name"),
@@ -112,14 +121,14 @@ def messages_from_status(
     """
     if not isinstance(status, Mapping):
         raise PayloadError(f"a status must be a JSON object, got {type(status).__name__}")
-    raw_text = raw if raw is not None else orjson.dumps(status).decode()
+    raw_text = raw if raw is not None else _json(status)
     reblog = status.get("reblog")
     if reblog is None:
         return [_message(status, instance=instance, event=event, raw=raw_text)]
     if not isinstance(reblog, Mapping):
         raise PayloadError("status.reblog must be a status object or null")
     try:
-        original = _message(reblog, instance=instance, event=event, raw=orjson.dumps(reblog).decode())
+        original = _message(reblog, instance=instance, event=event, raw=_json(reblog))
     except PayloadError as exc:
         raise PayloadError(f"boosted status: {exc}") from exc
     uri = _required_str(status, "uri")
@@ -131,7 +140,7 @@ def messages_from_status(
         author_handle=handle,
         author_name=name,
         text="",
-        created_at=parse_time(status.get("created_at")),
+        created_at=parse_time(_required_str(status, "created_at")),
         event=event,
         permalink=_optional_str(status, "url") or uri,
         repost_of=original.uri,

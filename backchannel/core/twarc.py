@@ -33,7 +33,9 @@ def permalink(username: str | None, tweet_id: str) -> str:
 
 def _index(includes: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
     """`includes[key]` by id; entries without a string id are of no use and skipped."""
-    items = includes.get(key) or []
+    items = includes.get(key)
+    if items is None:
+        return {}
     if not isinstance(items, list):
         raise PayloadError(f"includes.{key} must be a list")
     return {i["id"]: i for i in items if isinstance(i, Mapping) and isinstance(i.get("id"), str)}
@@ -42,7 +44,7 @@ def _index(includes: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]
 def _tweet_id(tweet: Mapping[str, Any]) -> str:
     value = tweet.get("id")
     if not isinstance(value, str) or not value.isdigit():
-        raise PayloadError(f"id must be a numeric string, got {value!r}")
+        raise PayloadError(f"id must be a numeric string, got {value!r:.40}")
     return value
 
 
@@ -51,15 +53,28 @@ def _text(tweet: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
     note = tweet.get("note_tweet")
     if isinstance(note, Mapping) and isinstance(note.get("text"), str):
         entities = note.get("entities")
-        return note["text"], entities if isinstance(entities, Mapping) else tweet.get("entities") or {}
+        if isinstance(entities, Mapping):
+            return note["text"], entities
+        return note["text"], _entities(tweet)
     text = tweet.get("text")
     if not isinstance(text, str):
         raise PayloadError("text must be a string" if "text" in tweet else "missing text")
-    return text, tweet.get("entities") or {}
+    return text, _entities(tweet)
+
+
+def _entities(tweet: Mapping[str, Any]) -> Mapping[str, Any]:
+    entities = tweet.get("entities")
+    if entities is None:
+        return {}
+    if not isinstance(entities, Mapping):
+        raise PayloadError("entities must be an object")
+    return entities
 
 
 def _entity_values(entities: Mapping[str, Any], key: str, *fields: str) -> list[str]:
-    items = entities.get(key) or []
+    items = entities.get(key)
+    if items is None:
+        return []
     if not isinstance(items, list):
         raise PayloadError(f"entities.{key} must be a list")
     values: list[str] = []
@@ -74,7 +89,9 @@ def _entity_values(entities: Mapping[str, Any], key: str, *fields: str) -> list[
 
 def _references(tweet: Mapping[str, Any]) -> list[tuple[str, str, Mapping[str, Any]]]:
     """(type, id, the reference object) for each of `referenced_tweets`."""
-    refs = tweet.get("referenced_tweets") or []
+    refs = tweet.get("referenced_tweets")
+    if refs is None:
+        return []
     if not isinstance(refs, list):
         raise PayloadError("referenced_tweets must be a list")
     found = []
@@ -108,10 +125,10 @@ def message_from_tweet(
     if not isinstance(tweet, Mapping):
         raise PayloadError(f"a tweet must be a JSON object, got {type(tweet).__name__}")
     tweet_id = _tweet_id(tweet)
-    created_at = parse_time(tweet.get("created_at"))
+    if tweet.get("created_at") is None:
+        raise PayloadError("missing created_at")
+    created_at = parse_time(tweet["created_at"])
     text, entities = _text(tweet)
-    if not isinstance(entities, Mapping):
-        raise PayloadError("entities must be an object")
     handle, name, known = _author(tweet, users or {})
     links = _entity_values(entities, "urls", "expanded_url", "url")
     reply_to = repost_of = None
@@ -138,8 +155,15 @@ def message_from_tweet(
         hashtags=tuple(_entity_values(entities, "hashtags", "tag")),
         mentions=tuple(_entity_values(entities, "mentions", "username")),
         links=tuple(links),
-        raw=orjson.dumps(tweet).decode(),
+        raw=_json(tweet),
     )
+
+
+def _json(tweet: Mapping[str, Any]) -> str:
+    try:
+        return orjson.dumps(tweet).decode()
+    except TypeError as exc:  # orjson refuses integers beyond 64 bits, for one
+        raise PayloadError(f"tweet cannot be kept as JSON: {exc}") from exc
 
 
 def _retweeted(
@@ -171,7 +195,9 @@ def _page_parts(
         tweets = [data] if isinstance(data, Mapping) else data
         if not isinstance(tweets, list):
             raise PayloadError("data must be a list of tweets or one tweet")
-        includes = page.get("includes") or {}
+        includes = page.get("includes")
+        if includes is None:
+            includes = {}
         if not isinstance(includes, Mapping):
             raise PayloadError("includes must be an object")
         return tweets, _index(includes, "users"), _index(includes, "tweets")

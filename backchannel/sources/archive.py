@@ -49,15 +49,24 @@ class Rejected:
 PathLike = str | os.PathLike[str]
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: Exception, line: bytes = b"") -> str:
     if isinstance(exc, orjson.JSONDecodeError):
-        # The decoder's own line number is within the record; the caller names the file's line.
-        return f"invalid JSON: {exc.msg} at column {exc.colno}"
+        # A record cut short (a crash mid-write) fails at its last character, often on the
+        # newline; say so rather than quote the decoder's view of a second line.
+        if line and exc.pos >= len(line.rstrip().decode("utf-8", errors="replace")) - 1:
+            return "truncated JSON: the line ends inside the record"
+        return f"invalid JSON: {exc.msg} at character {exc.pos + 1}"
     return str(exc) or type(exc).__name__
 
 
 # Errors that mean "this record is bad", as opposed to a bug or an I/O failure.
 _RECORD_ERRORS = (PayloadError, ValueError, TypeError)
+
+
+def _skip_bom(fh: IO[bytes]) -> None:
+    """Step over a UTF-8 byte order mark (Windows tools and Sheets' exports write one)."""
+    if fh.read(3) != b"\xef\xbb\xbf":
+        fh.seek(0)
 
 
 # -- sniffing --------------------------------------------------------------------------
@@ -109,6 +118,7 @@ def sniff_format(path: PathLike) -> str:
         else:
             found = None
             fh.seek(0)
+            _skip_bom(fh)
             tried = 0
             for line in fh:
                 if not line.strip():
@@ -135,26 +145,31 @@ def sniff_format(path: PathLike) -> str:
 
 def _lines(fh: IO[bytes], on_progress: Progress | None) -> Iterator[tuple[int, bytes]]:
     """Numbered non-blank lines, reporting bytes consumed as it goes."""
-    consumed = 0
     for number, line in enumerate(fh, 1):
-        consumed += len(line)
-        if on_progress is not None and number % _PROGRESS_EVERY == 0:
-            on_progress(consumed)
-        if line.strip():
+        if on_progress is not None and not number % _PROGRESS_EVERY:
+            on_progress(fh.tell())
+        if not line.isspace():
             yield number, line
     if on_progress is not None:
-        on_progress(consumed)
+        on_progress(fh.tell())
 
 
 def _read_jsonl(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iterator[Message | Rejected]:
-    # The hot path of a big import: nothing here but parse, convert, yield.
+    # The hot path of a big import, so `_lines` is inlined: parse, convert, yield.
     loads = orjson.loads
-    for number, line in _lines(fh, on_progress):
+    convert = message_from_record
+    for number, line in enumerate(fh, 1):
+        if on_progress is not None and not number % _PROGRESS_EVERY:
+            on_progress(fh.tell())
+        if line.isspace():
+            continue
         try:
-            item: Message | Rejected = message_from_record(loads(line), event=event)
+            item: Message | Rejected = convert(loads(line), event=event)
         except _RECORD_ERRORS as exc:
-            item = Rejected(f"line {number}", _reason(exc))
+            item = Rejected(f"line {number}", _reason(exc, line))
         yield item
+    if on_progress is not None:
+        on_progress(fh.tell())
 
 
 def _statuses(obj: Any, event: str, where: str | None) -> Iterator[Message | Rejected]:
@@ -174,15 +189,34 @@ def _statuses(obj: Any, event: str, where: str | None) -> Iterator[Message | Rej
             yield from found
 
 
+def _first_line(fh: IO[bytes]) -> bytes:
+    origin = fh.tell()
+    line = b""
+    for line in fh:
+        if not line.isspace():
+            break
+    fh.seek(origin)
+    return line
+
+
+def _is_whole_json(line: bytes) -> bool:
+    try:
+        orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
 def _read_mastodon(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iterator[Message | Rejected]:
-    first = fh.read(_SNIFF_BYTES)
-    fh.seek(0)
-    if first.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+    first = _first_line(fh)
+    # A first line that is JSON on its own means one status (or one saved page) per
+    # line; an array spread over many lines has to be parsed whole.
+    if first.lstrip().startswith(b"[") and not _is_whole_json(first):
         data = fh.read()
         if on_progress is not None:
-            on_progress(len(data))
+            on_progress(fh.tell())
         try:
-            statuses = orjson.loads(data.removeprefix(b"\xef\xbb\xbf"))
+            statuses = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
             yield Rejected("whole file", f"the JSON array does not parse: {_reason(exc)}")
             return
@@ -192,7 +226,7 @@ def _read_mastodon(fh: IO[bytes], event: str, on_progress: Progress | None) -> I
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            yield Rejected(f"line {number}", _reason(exc))
+            yield Rejected(f"line {number}", _reason(exc, line))
             continue
         yield from _statuses(obj, event, f"line {number}")
 
@@ -202,7 +236,7 @@ def _read_twarc(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iter
         try:
             messages, problems = messages_from_twarc_page(orjson.loads(line), event=event)
         except _RECORD_ERRORS as exc:
-            yield Rejected(f"line {number}", _reason(exc))
+            yield Rejected(f"line {number}", _reason(exc, line))
             continue
         yield from messages
         for problem in problems:
@@ -211,39 +245,37 @@ def _read_twarc(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iter
 
 
 def _decoded(fh: IO[bytes], on_progress: Progress | None) -> Iterable[str]:
-    consumed = 0
     for number, line in enumerate(fh, 1):
-        consumed += len(line)
-        if on_progress is not None and number % _PROGRESS_EVERY == 0:
-            on_progress(consumed)
-        yield line.decode("utf-8-sig" if number == 1 else "utf-8", errors="replace")
+        if on_progress is not None and not number % _PROGRESS_EVERY:
+            on_progress(fh.tell())
+        yield line.decode("utf-8", errors="replace")
     if on_progress is not None:
-        on_progress(consumed)
+        on_progress(fh.tell())
 
 
 def _read_tags(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iterator[Message | Rejected]:
-    first = fh.readline().decode("utf-8-sig", errors="replace")
-    fh.seek(0)
+    first = _first_line(fh).decode("utf-8", errors="replace")
     # Sheets' "copy" gives tab-separated text, its CSV download commas.
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    reader = csv.DictReader(_decoded(fh, on_progress), delimiter=delimiter)
+    reader = csv.reader(_decoded(fh, on_progress), delimiter=delimiter)
+    header = [name.strip() for name in next(reader, [])]
     while True:
+        # A quoted cell may span lines: name the line the record starts on.
         start = reader.line_num + 1
         try:
-            row = next(reader)
+            cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
             yield Rejected(f"line {start}", f"unreadable CSV ({exc})")
             continue
-        # DictReader files surplus cells under None and fills missing ones with None.
-        if None in row or None in row.values():
-            side = "more" if None in row else "fewer"
-            columns = len(reader.fieldnames or ())
-            yield Rejected(f"line {start}", f"the row has {side} cells than the header's {columns} columns")
+        if not any(cell.strip() for cell in cells):
+            continue
+        if len(cells) != len(header):
+            yield Rejected(f"line {start}", f"{len(cells)} cells where the header has {len(header)} columns")
             continue
         try:
-            item: Message | Rejected = message_from_row(row, event=event)
+            item: Message | Rejected = message_from_row(dict(zip(header, cells, strict=True)), event=event)
         except _RECORD_ERRORS as exc:
             item = Rejected(f"line {start}", _reason(exc))
         yield item
@@ -281,4 +313,5 @@ def _opened(
     on_progress: Progress | None,
 ) -> Iterator[Message | Rejected]:
     with open(path, "rb") as fh:
+        _skip_bom(fh)
         yield from reader(fh, event, on_progress)
