@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 
 _URL = re.compile(r"https?://\S+|www\.\S+", re.IGNORECASE)
-_LEADING_NOISE = re.compile(r"^(?:\s|RT\b:?|[@#][\w.@-]+:?|[-–—:;,.>|\"'“”‘’()]+)+", re.IGNORECASE)
-_WORD = re.compile(r"[A-Za-z']+")
 
 WH_WORDS = frozenset("who whom whose what which when where why how anyone anybody".split())
 # An auxiliary opens a question only when a subject follows it: "Will we lose…?" asks,
@@ -30,22 +28,30 @@ NOT_A_SUBJECT = frozenset(
 )
 
 
-def opening_words(text: str, count: int = 2) -> list[str]:
-    """The first words a reader would read, past mentions, hashtags and RT markers."""
-    rest = _LEADING_NOISE.sub("", text)
-    return [w.lower() for w in _WORD.findall(rest)[:count]]
+_OPENING = re.compile(
+    r"(?:\s|RT\b:?|[@#][\w.@-]+:?|[-–—:;,.>|\"'“”‘’()]+)*([A-Za-z']+)(?:[^A-Za-z']+([A-Za-z']+))?",
+    re.IGNORECASE,
+)
+
+
+def opening_words(text: str) -> list[str]:
+    """The first two words a reader would read, past mentions, hashtags and RT markers."""
+    match = _OPENING.match(text)
+    if not match:
+        return []
+    return [w.lower() for w in match.groups() if w]
 
 
 def first_word(text: str) -> str:
-    words = opening_words(text, 1)
+    words = opening_words(text)
     return words[0] if words else ""
 
 
 def is_question(text: str) -> bool:
-    without_urls = _URL.sub(" ", text)
-    if "?" in without_urls:
+    # The common case, no question mark and no URL, needs neither substitution.
+    if "?" in text and "?" in (_URL.sub(" ", text) if "://" in text or "www." in text else text):
         return True
-    words = opening_words(without_urls)
+    words = opening_words(text)
     if not words:
         return False
     if words[0] in WH_WORDS:

@@ -21,14 +21,16 @@ REQUIRED = ("network", "network_id", "author_handle", "text", "created_at")
 
 def parse_time(value: Any) -> datetime:
     """An ISO 8601 time (a trailing `Z` allowed) as an aware UTC datetime."""
-    if not isinstance(value, str) or not value:
+    if type(value) is not str or not value:
         raise PayloadError(f"created_at must be an ISO 8601 string, got {value!r}")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00") if value.endswith("Z") else value)
+        parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing "Z"
     except ValueError as exc:
         raise PayloadError(f"created_at is not an ISO 8601 time: {value!r}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
+    if parsed.tzinfo is UTC:
+        return parsed
     return parsed.astimezone(UTC)
 
 
@@ -36,9 +38,14 @@ def format_time(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+_NETWORKS = {n.value: n for n in Network}
+
+
 def _str_tuple(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
-    value = record.get(key) or ()
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+    value = record.get(key)
+    if not value:
+        return ()
+    if type(value) is not list or not all(type(v) is str for v in value):
         raise PayloadError(f"{key} must be a list of strings")
     return tuple(value)
 
@@ -53,18 +60,19 @@ def _optional_str(record: Mapping[str, Any], key: str) -> str | None:
 
 
 def message_from_record(record: Any, *, event: str = "") -> Message:
-    if not isinstance(record, Mapping):
+    if type(record) is not dict and not isinstance(record, Mapping):
         raise PayloadError("a record must be a JSON object")
     missing = [key for key in REQUIRED if record.get(key) in (None, "")]
+    if "text" in missing and record.get("text") == "" and record.get("repost_of"):
+        missing.remove("text")  # a native repost has no text of its own
     if missing:
         raise PayloadError(f"missing required field(s): {', '.join(missing)}")
-    try:
-        network = Network(record["network"])
-    except ValueError as exc:
+    network = _NETWORKS.get(record["network"]) if type(record["network"]) is str else None
+    if network is None:
         known = ", ".join(n.value for n in Network)
-        raise PayloadError(f"unknown network {record['network']!r} (known: {known})") from exc
+        raise PayloadError(f"unknown network {record['network']!r} (known: {known})")
     for key in ("network_id", "author_handle", "text"):
-        if not isinstance(record[key], str):
+        if type(record[key]) is not str:
             raise PayloadError(f"{key} must be a string")
     raw = record.get("raw")
     return Message(

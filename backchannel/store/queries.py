@@ -181,6 +181,18 @@ class QueryMixin:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
+    def stream(self: Store, event: str, *, after_seq: int = 0) -> Iterator[StoredMessage]:
+        """Every stored message, reposts included, in sequence order (for statistics)."""
+        info = self.event(event, create=False)
+        query = (
+            sa.select(messages, sa.literal(0).label("repost_count"), sa.literal(0).label("copy_count"))
+            .where(messages.c.event_id == info.id, messages.c.seq > after_seq)
+            .order_by(messages.c.seq)
+        )
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
+                yield stored_from_row(row, info.name)
+
     def backlog(
         self: Store, event: str, after_seq: int, *, limit: int = 10_000
     ) -> list[StoredMessage | Change]:

@@ -24,7 +24,7 @@ class EventInfo:
 
 
 def json_list(values: Sequence[str]) -> str:
-    return orjson.dumps(list(values)).decode()
+    return orjson.dumps(values).decode() if values else "[]"
 
 
 def aware(value: Any) -> datetime:

@@ -54,7 +54,6 @@ messages = sa.Table(
     sa.UniqueConstraint("event_id", "uri", name="uq_messages_event_uri"),
     sa.UniqueConstraint("event_id", "seq", name="uq_messages_event_seq"),
     sa.Index("ix_messages_event_repost_of", "event_id", "repost_of"),
-    sa.Index("ix_messages_event_author", "event_id", "author_handle"),
 )
 
 changes = sa.Table(

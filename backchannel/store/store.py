@@ -311,8 +311,10 @@ def _resolve_copies(conn: sa.Connection, event_id: int, candidates: list[Message
 
 
 def _sqlite_time(dt: datetime) -> str:
-    # The format SQLAlchemy's SQLite DateTime type reads back.
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # The format SQLAlchemy's SQLite DateTime type reads back; messages are already UTC.
+    if dt.tzinfo is not UTC:
+        dt = dt.astimezone(UTC)
+    return dt.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def _staged_row(ord_: int, m: Message, created: Any) -> tuple[Any, ...]:

@@ -18,7 +18,6 @@ depends_on = None
 def upgrade() -> None:
     op.add_column("messages", sa.Column("is_question", sa.Boolean, nullable=False, server_default=sa.false()))
     op.add_column("messages", sa.Column("copy_of", sa.String(500)))
-    op.create_index("ix_messages_event_author", "messages", ["event_id", "author_handle"])
     op.create_table(
         "changes",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
@@ -58,7 +57,6 @@ def downgrade() -> None:
     op.drop_table("blocked_authors")
     op.drop_table("users")
     op.drop_table("changes")
-    op.drop_index("ix_messages_event_author", "messages")
     with op.batch_alter_table("messages") as batch:
         batch.drop_column("copy_of")
         batch.drop_column("is_question")
