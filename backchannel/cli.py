@@ -147,24 +147,83 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _security_settings():  # type: ignore[no-untyped-def]
+    from backchannel.server.security import SecuritySettings
+
+    origins = tuple(o.strip() for o in config.setting("allowed_origins").split(",") if o.strip())
+    return SecuritySettings(
+        secret=config.setting("secret"),
+        allowed_origins=origins,
+        cookie_secure=config.setting("cookie_secure"),
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backchannel.server.app import create_app, run
+
+    with _open_store(args) as store:
+        app = create_app(store, security=_security_settings())
+        url = f"http://{args.host}:{args.port}/"
+        run(app, args.host, args.port, on_ready=lambda: print(f"backchannel serving on {url}", flush=True))
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from backchannel import export
-    from backchannel.bulk import bulk_ingest
-    from backchannel.sources.archive import read_archive
+    """A fresh SQLite file, the #slz session replayed at 10x into the live dashboard."""
+    import secrets
+    import tempfile
+
+    from backchannel.server.app import create_app, pipeline_for, run
+    from backchannel.server.security import hash_password
+    from backchannel.sources.archive import Rejected, read_archive
+    from backchannel.sources.replay import replay
     from backchannel.store import Store
 
     if not DEMO_ARCHIVE.exists():
-        raise BackchannelError(f"the demo archive is missing: {DEMO_ARCHIVE} (install from a checkout)")
-    db = args.db or "backchannel-demo.db"
+        raise BackchannelError(f"the demo archive is missing: {DEMO_ARCHIVE} (run from a checkout)")
+    db = args.db or str(Path(tempfile.mkdtemp(prefix="backchannel-demo-")) / "demo.db")
+    password = args.password or secrets.token_urlsafe(9)
     with Store(db) as store:
-        stats = bulk_ingest(store, "slz", read_archive(DEMO_ARCHIVE, event="slz"))
-        parts = export.render_post(store.messages("slz", order="newest"), fmt="markdown")
-    sys.stdout.write("\n".join(parts))
-    print(
-        f"\n(#slz loaded into {db}: {stats.added} added, {stats.duplicates} already present. "
-        f"Try: backchannel export --db {db} --event slz --format html --out slz.html)",
-        file=sys.stderr,
-    )
+        store.event("slz")
+        store.add_user("demo", hash_password(password))
+        messages = [m for m in read_archive(DEMO_ARCHIVE, event="slz") if not isinstance(m, Rejected)]
+
+        async def replay_slz(app):  # type: ignore[no-untyped-def]
+            await replay(messages, pipeline_for(app, "slz", batch_size=50), speed=args.speed)
+            log.info("the #slz replay has finished: %d messages", len(messages))
+
+        app = create_app(store, security=_security_settings(), background=[replay_slz])
+        base = f"http://{args.host}:{args.port}"
+
+        def ready() -> None:
+            print(
+                f"backchannel demo: #slz replays at {args.speed:g}x into {db}\n"
+                f"  dashboard   {base}/events/slz   (log in as demo / {password})\n"
+                f"  wall        {base}/wall/slz\n"
+                f"Ctrl-C stops.",
+                flush=True,
+            )
+
+        run(app, args.host, args.port, on_ready=ready)
+    return EXIT_OK
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    import getpass
+
+    from backchannel.server.security import hash_password
+
+    password = args.password
+    if password is None:
+        if not sys.stdin.isatty():
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password for {args.username}: ")
+    if len(password) < 8:
+        raise BackchannelError("a password needs at least 8 characters")
+    with _open_store(args) as store:
+        store.add_user(args.username, hash_password(password))
+    print(f"moderator {args.username!r} saved")
     return EXIT_OK
 
 
@@ -211,15 +270,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--order", default="newest", choices=("newest", "oldest"), help="message order")
     p.add_argument("--part-size", type=int, default=None, help="split the post into parts of N messages")
-    p.add_argument("--filter", default="all", choices=("all", "approved", "starred"), help="which messages")
+    p.add_argument(
+        "--filter",
+        default="all",
+        choices=("all", "approved", "starred", "questions", "unanswered"),
+        help="which messages",
+    )
     p.add_argument("--out", help="output file (a directory with --part-size); default stdout")
     p.add_argument("--template", help="a Jinja2 template to render instead of the built-in one")
     _add_db(p)
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="load the #slz session and print its numbered follow-up post")
-    p.add_argument("--db", default=None, help="database (default backchannel-demo.db)")
+    p = sub.add_parser("serve", help="serve the dashboard, the wall, the API and the websocket hub")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    _add_db(p)
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("demo", help="replay the #slz session live into the dashboard")
+    p.add_argument("--db", default=None, help="database (default: a fresh SQLite file in a temporary folder)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--speed", type=float, default=10.0, help="replay speed (default 10x)")
+    p.add_argument("--password", default=None, help="the demo moderator's password (default: random)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("user", help="manage moderator accounts")
+    user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    p = user_sub.add_parser("add", help="add a moderator, or set a moderator's password")
+    p.add_argument("username")
+    p.add_argument("--password", help="the password (default: asked, or read from standard input)")
+    _add_db(p)
+    p.set_defaults(func=cmd_user_add)
 
     p = sub.add_parser("events", help="list the events in the database")
     _add_db(p)

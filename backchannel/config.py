@@ -25,6 +25,21 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "backchannel.db", "Database URL or SQLite file path (`postgresql://…` for PostgreSQL)."),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
+    Setting(
+        "secret",
+        "",
+        'Key for the session cookies (32 url-safe base64 bytes, e.g. from `python -c "import cryptography.fernet as f; print(f.Fernet.generate_key().decode())"`); every instance of one deployment needs the same. Unset: a new key each start, so logins do not survive a restart.',
+    ),
+    Setting(
+        "allowed_origins",
+        "",
+        "Extra origins (comma-separated, e.g. `https://wall.example.org`) allowed to open websockets and post moderation; the server's own origin is always allowed.",
+    ),
+    Setting(
+        "cookie_secure",
+        "auto",
+        "`true` to mark cookies Secure and name them `__Host-…` (behind HTTPS), `false` for plain HTTP, `auto` to decide per request.",
+    ),
 )
 
 
