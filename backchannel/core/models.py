@@ -29,9 +29,12 @@ class Status(enum.StrEnum):
     HIDDEN = "hidden"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Message:
-    """One post, tweet, toot or chat line, normalised.
+    """One post, tweet, toot or chat line, normalised. Treat it as immutable.
+
+    Not a frozen dataclass only because a frozen one costs about 4 µs more to build
+    (every field goes through object.__setattr__), a fifth of the import path's budget.
 
     `uri` is the canonical identity used to fold duplicates, across servers too (a
     Mastodon status `uri`, a Bluesky at-uri, `https://x.com/i/status/ID`).
@@ -58,8 +61,8 @@ class Message:
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
             raise ValueError("created_at must be timezone-aware")
-        if self.created_at.utcoffset():
-            object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+        if self.created_at.tzinfo is not UTC and self.created_at.utcoffset():
+            self.created_at = self.created_at.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
