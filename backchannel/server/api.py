@@ -1,0 +1,277 @@
+"""The JSON API behind the dashboard and the wall.
+
+Moderator routes need the session (and, for writes, the CSRF token and our own
+origin); the wall's routes are public and read-only and apply the wall rules. Store
+calls run in a worker thread. Every change is published to the hub after it is
+committed, so the store stays the truth and the hub only carries news of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from backchannel.core import wire
+from backchannel.core.moderation import Action, EventAction
+from backchannel.core.models import Change, Network, Status
+from backchannel.errors import StoreError
+from backchannel.server.keys import STATS, STORE, publish
+from backchannel.server.security import csrf_token, require_moderator
+from backchannel.store.queries import MessageQuery
+
+MAX_PAGE = 200
+MAX_BULK = 500
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
+
+
+def _bool(value: str | None) -> bool | None:
+    if value in (None, ""):
+        return None
+    if value in ("1", "true", "yes"):
+        return True
+    if value in ("0", "false", "no"):
+        return False
+    raise web.HTTPBadRequest(text=f"expected true or false, got {value!r}")
+
+
+def _int(value: str | None, name: str, default: int | None = None) -> int | None:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
+
+
+def query_from_params(params: Any) -> MessageQuery:
+    try:
+        status = Status(params["status"]) if params.get("status") else None
+        network = Network(params["network"]) if params.get("network") else None
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    return MessageQuery(
+        text=(params.get("q") or None),
+        author=(params.get("author") or None),
+        question=_bool(params.get("question")),
+        has_link=_bool(params.get("has_link")),
+        status=status,
+        network=network,
+        starred=_bool(params.get("starred")),
+        answered=_bool(params.get("answered")),
+    )
+
+
+async def _event_info(request: web.Request) -> Any:
+    store = request.app[STORE]
+    try:
+        return await asyncio.to_thread(store.event, request.match_info["event"], create=False)
+    except StoreError:
+        raise web.HTTPNotFound(text="no such event") from None
+
+
+async def session_info(request: web.Request) -> web.Response:
+    """The logged-in moderator and the CSRF token their scripts send with every write.
+
+    Safe to serve as JSON: another site cannot read it (no CORS), and the session cookie
+    is SameSite=Strict, so a cross-site request does not even carry the session.
+    """
+    user = await require_moderator(request)
+    response = json_response({"user": user, "csrf": await csrf_token(request)})
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def list_messages(request: web.Request) -> web.Response:
+    await require_moderator(request)
+    info = await _event_info(request)
+    query = query_from_params(request.query)
+    limit = min(_int(request.query.get("limit"), "limit", 50) or 50, MAX_PAGE)
+    before = _int(request.query.get("before"), "before")
+    oldest_first = request.query.get("order") == "oldest"
+    page = await asyncio.to_thread(
+        request.app[STORE].search, info.name, query, before_seq=before, limit=limit, oldest_first=oldest_first
+    )
+    return json_response(
+        {
+            "event": info.name,
+            "epoch": info.epoch,
+            "last_seq": info.last_seq,
+            "premoderation": info.premoderation,
+            "items": [wire.message_item(m) for m in page],
+        }
+    )
+
+
+async def list_questions(request: web.Request) -> web.Response:
+    await require_moderator(request)
+    info = await _event_info(request)
+    answered = _bool(request.query.get("answered"))
+    query = MessageQuery(question=True, answered=False if answered is None else answered)
+    page = await asyncio.to_thread(
+        request.app[STORE].search, info.name, query, limit=MAX_PAGE, oldest_first=True
+    )
+    return json_response({"items": [wire.message_item(m) for m in page]})
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    if request.content_length is not None and request.content_length > 64 * 1024:
+        raise web.HTTPRequestEntityTooLarge(max_size=64 * 1024, actual_size=request.content_length)
+    try:
+        body = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        raise web.HTTPBadRequest(text="the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text="the body must be a JSON object")
+    return body
+
+
+def _action_id(body: dict[str, Any]) -> str | None:
+    value = body.get("action_id")
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value) <= 100:
+        raise web.HTTPBadRequest(text="action_id must be a string of 1 to 100 characters")
+    return value
+
+
+async def moderate(request: web.Request) -> web.Response:
+    user = await require_moderator(request, write=True)
+    info = await _event_info(request)
+    body = await _json_body(request)
+    try:
+        action = Action(body.get("action", ""))
+    except ValueError:
+        raise web.HTTPBadRequest(
+            text=f"unknown action; use one of {', '.join(a.value for a in Action)}"
+        ) from None
+    ids = body.get("ids")
+    if (
+        not isinstance(ids, list)
+        or not ids
+        or len(ids) > MAX_BULK
+        or not all(isinstance(i, int) for i in ids)
+    ):
+        raise web.HTTPBadRequest(text=f"ids must be a list of 1 to {MAX_BULK} message ids")
+    action_id = _action_id(body)
+    store = request.app[STORE]
+
+    def apply_all() -> list[Any]:
+        return [
+            store.moderate(
+                info.name, message_id, action, actor=user, action_id=f"{action_id}:{i}" if action_id else None
+            )
+            for i, message_id in enumerate(ids)
+        ]
+
+    try:
+        done = await asyncio.to_thread(apply_all)
+    except StoreError as exc:
+        raise web.HTTPNotFound(text=str(exc)) from None
+    publish(request.app, info.name, _applied_now(done, info.last_seq))
+    return json_response({"changes": [wire.change_item(c) for c in done]})
+
+
+def _applied_now(changes: list[Change], head: int) -> list[Change]:
+    """The changes this request committed, leaving out the ones a retried `action_id`
+    read back from the log: those were published when first applied, and a second
+    copy would reach every dashboard again. `head` is the event's last seq read before
+    applying, so a change numbered at or below it was committed earlier.
+    """
+    return [c for c in changes if c.seq > head]
+
+
+async def moderate_event(request: web.Request) -> web.Response:
+    user = await require_moderator(request, write=True)
+    info = await _event_info(request)
+    body = await _json_body(request)
+    try:
+        action = EventAction(body.get("action", ""))
+    except ValueError:
+        known = ", ".join(a.value for a in EventAction)
+        raise web.HTTPBadRequest(text=f"unknown action; use one of {known}") from None
+    subject = body.get("subject", "")
+    if not isinstance(subject, str):
+        raise web.HTTPBadRequest(text="subject must be a string")
+    store = request.app[STORE]
+    try:
+        change = await asyncio.to_thread(
+            store.moderate_event, info.name, action, subject, actor=user, action_id=_action_id(body)
+        )
+    except StoreError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+    rules = await asyncio.to_thread(store.wall_rules, info.name)
+    publish(request.app, info.name, _applied_now([change], info.last_seq), wall_rules=rules)
+    return json_response({"changes": [wire.change_item(change)]})
+
+
+async def settings(request: web.Request) -> web.Response:
+    await require_moderator(request)
+    info = await _event_info(request)
+    rules = await asyncio.to_thread(request.app[STORE].wall_rules, info.name)
+    return json_response(
+        {
+            "premoderation": rules.premoderation,
+            "blocked": sorted(f"{n}:{h}" for n, h in rules.blocked),
+            "muted": list(rules.muted),
+        }
+    )
+
+
+async def stats(request: web.Request) -> web.Response:
+    await require_moderator(request)
+    info = await _event_info(request)
+    current = await request.app[STATS].get(info.name)
+    return json_response(current.as_json())
+
+
+async def wall_messages(request: web.Request) -> web.Response:
+    """Public: the newest messages the wall may show, and the pinned one."""
+    info = await _event_info(request)
+    store = request.app[STORE]
+
+    def visible() -> dict[str, Any]:
+        # The head first: anything committed while the page is read is then either in it
+        # or after `last_seq`, where the wall's websocket resumes from.
+        head = store.event(info.name, create=False)
+        rules = store.wall_rules(info.name)
+        status = Status.APPROVED if rules.premoderation else None
+        shown, before = [], None
+        while len(shown) < 50:
+            page = store.search(info.name, MessageQuery(status=status), before_seq=before, limit=200)
+            if not page:
+                break
+            shown.extend(m for m in page if rules.visible(m))
+            before = page[-1].seq
+        pinned = [
+            m
+            for m in store.search(info.name, MessageQuery(status=Status.APPROVED), limit=MAX_PAGE)
+            if m.moderation.pinned and rules.visible(m)
+        ]
+        return {
+            "event": info.name,
+            "epoch": head.epoch,
+            "last_seq": head.last_seq,
+            "items": [wire.wall_item(m, rules) for m in shown[:50]],
+            "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
+        }
+
+    return json_response(await asyncio.to_thread(visible))
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/api/session", session_info),
+        web.get("/api/events/{event}/messages", list_messages),
+        web.get("/api/events/{event}/questions", list_questions),
+        web.get("/api/events/{event}/stats", stats),
+        web.get("/api/events/{event}/settings", settings),
+        web.post("/api/events/{event}/moderate", moderate),
+        web.post("/api/events/{event}/event-actions", moderate_event),
+        web.get("/api/wall/{event}", wall_messages),
+    ]

@@ -1,0 +1,43 @@
+"""Typed application state shared by the server's modules, and the one publish path."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jinja2
+from aiohttp import web
+
+from backchannel.core.moderation import WallRules
+from backchannel.core.models import Change, StoredMessage
+from backchannel.hub import AiohttpConnection, Hub, WallChannel
+from backchannel.server.stats_cache import StatsCache
+from backchannel.store import Store
+
+STORE = web.AppKey("store", Store)
+HUB = web.AppKey("hub", Hub)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+STATS = web.AppKey("stats", StatsCache)
+WALLS = web.AppKey("walls", dict[str, WallChannel])
+# Each logged-in user's open dashboard sockets, to close at logout.
+SOCKETS = web.AppKey("sockets", dict[str, set[AiohttpConnection]])
+
+
+def publish(
+    app: web.Application,
+    event: str,
+    items: Sequence[StoredMessage | Change],
+    *,
+    wall_rules: WallRules | None = None,
+) -> None:
+    """Tell every dashboard and wall of `event` about committed items (never waits).
+
+    `wall_rules` comes with an event action (block, mute, premoderation) that changed
+    what the wall may show; the wall's view uses them from the next item on.
+    """
+    if not items:
+        return
+    app[STATS].add(event, [i for i in items if isinstance(i, StoredMessage)])
+    wall = app[WALLS].get(event)
+    if wall is not None and wall_rules is not None:
+        wall.rules = wall_rules
+    app[HUB].publish(event, items)

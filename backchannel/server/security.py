@@ -1,0 +1,194 @@
+"""Sessions, passwords, CSRF, origin checks, login throttling and security headers.
+
+Everything a request passes through before a view sees it. Views never read cookies
+or headers for authorisation themselves: they call `require_moderator`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+
+from aiohttp import web
+from aiohttp_session import get_session, new_session
+from aiohttp_session import setup as setup_session
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet
+from limits import RateLimitItemPerMinute
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_hasher = PasswordHasher()
+# A hash to verify against when the user does not exist, so timing does not tell.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    secret: str = ""
+    allowed_origins: tuple[str, ...] = ()
+    cookie_secure: str = "auto"  # "true" | "false" | "auto"
+    # Login attempts: per account and per client address, per minute.
+    login_per_account: int = 5
+    login_per_ip: int = 20
+
+
+def session_key(secret: str) -> bytes:
+    if not secret:
+        log.warning("BACKCHANNEL_SECRET is not set: sessions will not survive a restart")
+        return base64.urlsafe_b64decode(Fernet.generate_key())
+    try:
+        key = base64.urlsafe_b64decode(secret)
+    except ValueError as exc:
+        raise ValueError("BACKCHANNEL_SECRET must be 32 url-safe base64-encoded bytes") from exc
+    if len(key) != 32:
+        raise ValueError("BACKCHANNEL_SECRET must be 32 url-safe base64-encoded bytes")
+    return key
+
+
+def setup_security(app: web.Application, settings: SecuritySettings) -> None:
+    secure = settings.cookie_secure == "true"
+    storage = EncryptedCookieStorage(
+        session_key(settings.secret),
+        cookie_name="__Host-backchannel" if secure else "backchannel_session",
+        httponly=True,
+        secure=secure,
+        samesite="Strict",
+        path="/",
+        max_age=12 * 3600,
+    )
+    setup_session(app, storage)
+    app.middlewares.append(security_headers)
+    app[LOGIN_LIMITER] = LoginLimiter(settings.login_per_account, settings.login_per_ip)
+    app[SECURITY] = settings
+
+
+class LoginLimiter:
+    """Moving-window throttle on login attempts, per account and per address."""
+
+    def __init__(self, per_account: int, per_ip: int) -> None:
+        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._account = RateLimitItemPerMinute(per_account)
+        self._ip = RateLimitItemPerMinute(per_ip)
+
+    def hit(self, username: str, address: str) -> int | None:
+        """Count an attempt; return seconds to wait when over the limit, else None."""
+        for item, key in ((self._account, f"user:{username.lower()}"), (self._ip, f"ip:{address}")):
+            if not self._limiter.hit(item, key):
+                reset, _ = self._limiter.get_window_stats(item, key)
+                return max(1, int(reset - time.time()) + 1)
+        return None
+
+
+LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
+SECURITY = web.AppKey("security_settings", SecuritySettings)
+
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        # Raised redirects and errors are responses too (an error page can be framed or
+        # sniffed like any other); aiohttp sends the exception's own headers.
+        _add_headers(exc.headers)
+        raise
+    if not response.prepared:  # a websocket's handshake went out already
+        _add_headers(response.headers)
+    return response
+
+
+def _add_headers(headers: MutableMapping[str, str]) -> None:
+    for name, value in SECURITY_HEADERS.items():
+        headers.setdefault(name, value)
+
+
+def own_origin(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+def origin_allowed(request: web.Request) -> bool:
+    """Websockets and state-changing requests must come from our own pages."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        # Browsers always send Origin on websocket handshakes and cross-site POSTs;
+        # a request without one is not a browser acting for someone else.
+        return True
+    return origin == own_origin(request) or origin in request.app[SECURITY].allowed_origins
+
+
+async def login_session(request: web.Request, username: str) -> str:
+    """Start a fresh session (a new cookie, so a planted one is useless); return its CSRF token."""
+    session = await new_session(request)
+    session["user"] = username
+    session["csrf"] = secrets.token_urlsafe(32)
+    return str(session["csrf"])
+
+
+async def current_user(request: web.Request) -> str | None:
+    session = await get_session(request)
+    user = session.get("user")
+    return user if isinstance(user, str) else None
+
+
+async def csrf_token(request: web.Request) -> str:
+    session = await get_session(request)
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(32)
+        session["csrf"] = token
+    return token
+
+
+async def require_moderator(request: web.Request, *, write: bool = False) -> str:
+    """The logged-in moderator, or 401; for writes also a same-origin request with the
+    session's CSRF token in the X-CSRF-Token header, or 403."""
+    user = await current_user(request)
+    if user is None:
+        raise web.HTTPUnauthorized(text='{"error": "login required"}', content_type="application/json")
+    if write:
+        session = await get_session(request)
+        expected = session.get("csrf")
+        given = request.headers.get("X-CSRF-Token", "")
+        if not origin_allowed(request):
+            raise web.HTTPForbidden(text='{"error": "cross-origin request"}', content_type="application/json")
+        if not isinstance(expected, str) or not secrets.compare_digest(expected, given):
+            raise web.HTTPForbidden(
+                text='{"error": "missing or bad CSRF token"}', content_type="application/json"
+            )
+    return user
