@@ -89,6 +89,7 @@ class StoredMessage:
     is_question: bool = False
     copy_of: str | None = None
     copy_count: int = 0
+    deleted: bool = False  # deleted upstream: kept in the log, shown nowhere
 
 
 def utc(dt: datetime) -> datetime:

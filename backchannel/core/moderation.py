@@ -82,7 +82,7 @@ class WallRules:
     def visible(self, stored: StoredMessage) -> bool:
         """Whether the public wall may show this message."""
         status = stored.moderation.status
-        if status is Status.HIDDEN or stored.message.repost_of is not None:
+        if status is Status.HIDDEN or stored.deleted or stored.message.repost_of is not None:
             return False
         if self.premoderation and status is not Status.APPROVED:
             return False

@@ -39,7 +39,7 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _listing(info: EventInfo, *, collapse_copies: bool) -> sa.Select[Any]:
+def _listing(info: EventInfo, *, collapse_copies: bool, include_deleted: bool = False) -> sa.Select[Any]:
     """Messages of an event with their repost and copy counts."""
     reposts = (
         sa.select(messages.c.repost_of.label("uri"), sa.func.count().label("n"))
@@ -63,6 +63,8 @@ def _listing(info: EventInfo, *, collapse_copies: bool) -> sa.Select[Any]:
         .outerjoin(copies, copies.c.uri == messages.c.uri)
         .where(messages.c.event_id == info.id, messages.c.repost_of.is_(None))
     )
+    if not include_deleted:
+        query = query.where(messages.c.deleted.is_(False))
     if collapse_copies:
         query = query.where(messages.c.copy_of.is_(None))
     return query
@@ -159,7 +161,7 @@ class QueryMixin:
 
     def message(self: Store, event: str, message_id: int) -> StoredMessage:
         info = self.event(event, create=False)
-        query = _listing(info, collapse_copies=False).where(messages.c.id == message_id)
+        query = _listing(info, collapse_copies=False, include_deleted=True).where(messages.c.id == message_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).one_or_none()
         if row is None:
@@ -168,7 +170,7 @@ class QueryMixin:
 
     def message_by_uri(self: Store, event: str, uri: str) -> StoredMessage | None:
         info = self.event(event, create=False)
-        query = _listing(info, collapse_copies=False).where(messages.c.uri == uri)
+        query = _listing(info, collapse_copies=False, include_deleted=True).where(messages.c.uri == uri)
         with self.engine.connect() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else stored_from_row(row, info.name)

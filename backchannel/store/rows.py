@@ -11,7 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from backchannel.core.models import Message, Moderation, Network, Status, StoredMessage
-from backchannel.store.schema import events
+from backchannel.store.schema import events, source_cursors
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,21 @@ def lock_event(conn: sa.Connection, event_id: int) -> int:
             .returning(events.c.last_seq)
         ).scalar_one()
     )
+
+
+def save_cursor(conn: sa.Connection, event_id: int, source: str, position: str) -> None:
+    now = datetime.now(UTC)
+    updated = conn.execute(
+        sa.update(source_cursors)
+        .where(source_cursors.c.source == source)
+        .values(cursor=position, event_id=event_id, updated_at=now)
+    )
+    if not updated.rowcount:
+        conn.execute(
+            sa.insert(source_cursors).values(
+                source=source, event_id=event_id, cursor=position, updated_at=now
+            )
+        )
 
 
 def next_seq(conn: sa.Connection, event_id: int) -> int:
@@ -91,4 +106,5 @@ def stored_from_row(row: Any, event: str) -> StoredMessage:
         is_question=bool(m["is_question"]),
         copy_of=m["copy_of"],
         copy_count=int(m.get("copy_count") or 0),
+        deleted=bool(m.get("deleted")),
     )

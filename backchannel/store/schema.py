@@ -51,6 +51,10 @@ messages = sa.Table(
     sa.Column("is_question", sa.Boolean, nullable=False, server_default=sa.false()),
     # The message a manual "RT @x: …" copy quotes (native reposts use repost_of).
     sa.Column("copy_of", sa.String(500)),
+    # Applied from upstream: a deleted message stays stored (the log is the truth) but
+    # is shown nowhere; an edited one keeps its latest text.
+    sa.Column("deleted", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("edited_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("event_id", "uri", name="uq_messages_event_uri"),
     sa.UniqueConstraint("event_id", "seq", name="uq_messages_event_seq"),
     sa.Index("ix_messages_event_repost_of", "event_id", "repost_of"),
@@ -94,4 +98,37 @@ muted_terms = sa.Table(
     metadata,
     sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), primary_key=True),
     sa.Column("term", sa.String(200), primary_key=True),
+)
+
+source_cursors = sa.Table(
+    "source_cursors",
+    metadata,
+    sa.Column("source", sa.String(300), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("cursor", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+source_states = sa.Table(
+    "source_states",
+    metadata,
+    sa.Column("source", sa.String(300), primary_key=True),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_try", sa.DateTime(timezone=True)),
+    sa.Column("collected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+source_gaps = sa.Table(
+    "source_gaps",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("source", sa.String(300), nullable=False),
+    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+    sa.Column("gap_from", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("gap_to", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
 )

@@ -34,8 +34,9 @@ from backchannel.core.retweets import manual_retweet, quotes
 from backchannel.errors import StoreError
 from backchannel.store.moderation import ModerationMixin
 from backchannel.store.queries import QueryMixin
-from backchannel.store.rows import EventInfo, json_list, lock_event
+from backchannel.store.rows import EventInfo, json_list, lock_event, save_cursor
 from backchannel.store.schema import events, messages
+from backchannel.store.sources import SourceMixin
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def _make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class Store(QueryMixin, ModerationMixin):
+class Store(QueryMixin, ModerationMixin, SourceMixin):
     """The store's public face: lifecycle, events and ingest here; reading in
     `queries.py`, moderation and accounts in `moderation.py`."""
 
@@ -190,12 +191,19 @@ class Store(QueryMixin, ModerationMixin):
     # -- ingest ----------------------------------------------------------------------
 
     def ingest(
-        self, event: str | EventInfo, batch: Iterable[Message], *, want_rows: bool = True
+        self,
+        event: str | EventInfo,
+        batch: Iterable[Message],
+        *,
+        want_rows: bool = True,
+        cursor: tuple[str, str] | None = None,
     ) -> IngestResult:
         """Store the messages of `batch` that the event does not hold yet.
 
         Returns the newly stored messages with their sequence numbers (empty when
-        `want_rows` is false, for bulk import where only counts matter).
+        `want_rows` is false, for bulk import where only counts matter). `cursor`,
+        a (source, position) pair, is saved in the same transaction as the rows it
+        produced, so a crash between the two can leave neither a gap nor a duplicate.
         """
         info = event if isinstance(event, EventInfo) else self.event(event)
         unique: dict[str, Message] = {}
@@ -204,10 +212,15 @@ class Store(QueryMixin, ModerationMixin):
             delivered += 1
             unique.setdefault(message.uri, message)
         if not unique:
+            if cursor is not None:
+                with self.engine.begin() as conn:
+                    save_cursor(conn, info.id, *cursor)
             return IngestResult([], 0, delivered)
         staged = list(unique.values())
         with self.engine.begin() as conn:
             base = lock_event(conn, info.id)
+            if cursor is not None:
+                save_cursor(conn, info.id, *cursor)
             self._stage(conn, staged)
             returning = " RETURNING id, seq, uri" if want_rows else ""
             columns = ", ".join(_STAGED_COLUMNS)
