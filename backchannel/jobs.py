@@ -1,0 +1,199 @@
+"""Running live sources: APScheduler for polls, a reconnect loop for streams.
+
+Job bodies are plain async functions. A runner owns one source of one event: it
+reads the stored cursor, stores each page together with the cursor after it (one
+transaction), publishes what was new, and records its state (collecting, sleeping
+until a rate limit resets, backing off after an error, failing) for `backchannel
+status` and the dashboard. One source failing never stops the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from backchannel.core.backoff import FailureKind, retry_delay
+from backchannel.core.models import Change, StoredMessage
+from backchannel.sources.base import (
+    Page,
+    PollingSource,
+    SourceState,
+    StreamingSource,
+    UpstreamError,
+    http_session,
+)
+from backchannel.store import Store
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, list[StoredMessage | Change]], None]
+
+
+class SourceRunner:
+    def __init__(
+        self,
+        store: Store,
+        event: str,
+        source: PollingSource | StreamingSource,
+        *,
+        publish: Publish | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.event = event
+        self.source = source
+        self.publish = publish
+        self.clock = clock
+        self.rng = rng
+        self.failures = 0
+        self.not_before = 0.0
+        self.state = SourceState.COLLECTING
+        self.stopped = False
+
+    @property
+    def key(self) -> str:
+        return self.source.key
+
+    async def store_page(self, page: Page) -> None:
+        """Store a page and the cursor after it, then publish what was new."""
+        for reason in page.rejected:
+            log.warning("%s: skipped a malformed record: %s", self.key, reason)
+        cursor = (self.key, page.cursor) if page.cursor is not None else None
+        result = await asyncio.to_thread(self.store.ingest, self.event, page.messages, cursor=cursor)
+        changes: list[Change] = []
+        if page.edits or page.deletes:
+            changes = await asyncio.to_thread(
+                self.store.apply_upstream, self.event, edits=page.edits, deletes=page.deletes
+            )
+        if self.publish is not None and (result.added or changes):
+            self.publish(self.event, [*result.added, *changes])
+        if result.added_count:
+            await self._set_state(SourceState.COLLECTING, collected=result.added_count)
+
+    async def poll_once(self, http: aiohttp.ClientSession) -> None:
+        """One scheduled poll: drain every page available now."""
+        if self.stopped or self.clock() < self.not_before:
+            return
+        source = self.source
+        assert hasattr(source, "poll")
+        try:
+            cursor = await asyncio.to_thread(self.store.cursor, self.key)
+            while True:
+                page = await source.poll(http, cursor)
+                await self.store_page(page)
+                cursor = page.cursor if page.cursor is not None else cursor
+                if page.wait:
+                    await self._sleep_until(page.wait, "the network asked to wait")
+                    break
+                if not page.more:
+                    break
+        except (UpstreamError, aiohttp.ClientError, TimeoutError) as exc:
+            await self.failed(exc)
+            return
+        self.failures = 0
+        if self.clock() >= self.not_before:
+            await self._set_state(SourceState.COLLECTING)
+
+    async def failed(self, exc: BaseException) -> float | None:
+        """Record a failure and decide when to try again (None: not again)."""
+        error = exc if isinstance(exc, UpstreamError) else UpstreamError(f"{type(exc).__name__}: {exc}")
+        self.failures += 1
+        delay = retry_delay(error.kind, self.failures, upstream_wait=error.upstream_wait, rng=self.rng)
+        if delay is None:
+            self.stopped = True
+            log.error("%s stopped: %s (check its credentials and access)", self.key, error)
+            await self._set_state(SourceState.FAILING, last_error=str(error))
+            return None
+        self.not_before = self.clock() + delay
+        state = SourceState.SLEEPING if error.kind is FailureKind.RATE_LIMIT else SourceState.BACKING_OFF
+        log.warning("%s: %s; next try in %.1f s", self.key, error, delay)
+        await self._set_state(
+            state, last_error=str(error), next_try=datetime.now(UTC) + timedelta(seconds=delay)
+        )
+        return delay
+
+    async def _sleep_until(self, seconds: float, why: str) -> None:
+        self.not_before = self.clock() + seconds
+        if seconds >= 1:
+            await self._set_state(
+                SourceState.SLEEPING, detail=why, next_try=datetime.now(UTC) + timedelta(seconds=seconds)
+            )
+
+    async def run_stream(
+        self, http: aiohttp.ClientSession, sleep: Callable[[float], object] = asyncio.sleep
+    ) -> None:
+        """Keep a streaming source connected: reconnect at once after a clean drop,
+        back off after errors; a source that can also poll fills the gap first."""
+        source = self.source
+        assert hasattr(source, "stream")
+        while not self.stopped:
+            if hasattr(source, "poll"):
+                await self.poll_once(http)
+            try:
+                cursor = await asyncio.to_thread(self.store.cursor, self.key)
+                await self._set_state(SourceState.COLLECTING)
+                await source.stream(http, cursor, self.store_page)
+                self.failures = 0
+            except (UpstreamError, aiohttp.ClientError, TimeoutError) as exc:
+                delay = await self.failed(exc)
+                if delay is not None:
+                    await sleep(delay)  # type: ignore[misc]
+
+    async def _set_state(self, state: SourceState, **fields: object) -> None:
+        self.state = state
+        await asyncio.to_thread(self.store.set_source_state, self.event, self.key, state.value, **fields)
+
+
+class Collector:
+    """Every source of one event, scheduled; start and stop with the app or the CLI."""
+
+    def __init__(
+        self,
+        store: Store,
+        event: str,
+        sources: list[PollingSource | StreamingSource],
+        *,
+        publish: Publish | None = None,
+    ) -> None:
+        self.runners = [SourceRunner(store, event, s, publish=publish) for s in sources]
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._http: aiohttp.ClientSession | None = None
+        self._streams: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._http = http_session()
+        for runner in self.runners:
+            if hasattr(runner.source, "stream"):
+                self._streams.append(asyncio.create_task(runner.run_stream(self._http), name=runner.key))
+            else:
+                self.scheduler.add_job(
+                    runner.poll_once,
+                    "interval",
+                    seconds=runner.source.interval,  # type: ignore[union-attr]
+                    args=[self._http],
+                    id=runner.key,
+                    next_run_time=datetime.now(UTC),
+                    # A poll still draining pages when the next is due is not doubled up.
+                    max_instances=1,
+                    coalesce=True,
+                )
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+        for task in self._streams:
+            task.cancel()
+        await asyncio.gather(*self._streams, return_exceptions=True)
+        for runner in self.runners:
+            runner.stopped = True
+        if self._http is not None:
+            await self._http.close()
