@@ -158,13 +158,104 @@ def _security_settings():  # type: ignore[no-untyped-def]
     )
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from backchannel.server.app import create_app, run
+def _load_event_file(path: str | None):  # type: ignore[no-untyped-def]
+    from backchannel import eventfile
 
+    if path is None:
+        return None, []
+    event = eventfile.load(Path(path))
+    return event, eventfile.build_sources(event)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from backchannel.jobs import Collector
+    from backchannel.server.app import create_app, run
+    from backchannel.server.keys import publish
+
+    event, sources = _load_event_file(args.config)
     with _open_store(args) as store:
-        app = create_app(store, security=_security_settings())
+        background = []
+        if event is not None:
+            store.event(event.name)
+
+            async def collect(app):  # type: ignore[no-untyped-def]
+                collector = Collector(
+                    store, event.name, sources, publish=lambda e, items: publish(app, e, items)
+                )
+                await collector.start()
+                try:
+                    await asyncio.Event().wait()
+                finally:
+                    await collector.stop()
+
+            background.append(collect)
+        app = create_app(store, security=_security_settings(), background=background)
         url = f"http://{args.host}:{args.port}/"
         run(app, args.host, args.port, on_ready=lambda: print(f"backchannel serving on {url}", flush=True))
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    """Run the event file's sources headless until SIGINT/SIGTERM."""
+    import signal
+
+    from backchannel.jobs import Collector
+
+    event, sources = _load_event_file(args.config)
+    if not sources:
+        raise BackchannelError(f"{args.config} names no sources")
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        collector = Collector(store, event.name, sources)
+        await collector.start()
+        print(f"collecting {event.name!r} from {len(sources)} source(s); Ctrl-C stops", flush=True)
+        try:
+            await stop.wait()
+        finally:
+            await collector.stop()
+
+    with _open_store(args) as store:
+        store.event(event.name)
+        asyncio.run(run())
+        print(f"stopped: {store.count(event.name)} messages stored for {event.name!r}")
+    return EXIT_OK
+
+
+def cmd_sources(args: argparse.Namespace) -> int:
+    from backchannel.eventfile import source_types
+
+    for network, kind in sorted(source_types().items()):
+        print(f"{network}: {kind.summary}")
+        for name, help_text in kind.settings.items():
+            print(f"    {name:<16} {help_text}")
+        for variable, help_text in kind.env.items():
+            print(f"    ${variable:<15} {help_text}")
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        states = store.source_states(args.event)
+        if not states:
+            print("no source has run yet")
+        for st in states:
+            line = f"{st.event}\t{st.source}\t{st.state}\t{st.collected} collected"
+            if st.next_try:
+                line += f"\tnext try {st.next_try:%H:%M:%S}Z"
+            if st.detail:
+                line += f"\t{st.detail}"
+            if st.last_error:
+                line += f"\tlast error: {st.last_error}"
+            print(line)
+        if args.event:
+            for gap in store.gaps(args.event):
+                print(
+                    f"gap\t{gap.source}\t{gap.gap_from:%Y-%m-%d %H:%M:%S} to {gap.gap_to:%H:%M:%S}\t{gap.reason}"
+                )
     return EXIT_OK
 
 
@@ -282,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("serve", help="serve the dashboard, the wall, the API and the websocket hub")
+    p.add_argument("--config", help="an event file (TOML): run its sources with the dashboard")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     _add_db(p)
@@ -303,6 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.set_defaults(func=cmd_user_add)
 
+    p = sub.add_parser("collect", help="run an event file's live sources headless until interrupted")
+    p.add_argument("--config", required=True, help="the event file (TOML)")
+    _add_db(p)
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("sources", help="list the networks and what each needs")
+    p.set_defaults(func=cmd_sources)
+
+    p = sub.add_parser("status", help="show each live source's state, last error and next try")
+    p.add_argument("--event", help="only this event (also lists its recorded gaps)")
+    _add_db(p)
+    p.set_defaults(func=cmd_status)
+
     p = sub.add_parser("events", help="list the events in the database")
     _add_db(p)
     p.set_defaults(func=cmd_events)
@@ -316,6 +421,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else config.setting("log_level"),
         format="%(levelname)s %(name)s: %(message)s",
     )
+    # Migrations are routine: say nothing about them unless asked to be verbose.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     if getattr(args, "part_size", None) is not None and args.part_size < 1:
         parser.error("--part-size must be at least 1")
     if getattr(args, "speed", 0) < 0:
