@@ -7,9 +7,10 @@ The fixtures here (`serve`, `Moderator`, `msg`) also serve `test_server_ws.py`.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -18,7 +19,6 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import aiohttp
-import jinja2
 import orjson
 import pytest
 from aiohttp import web
@@ -27,7 +27,6 @@ from cryptography.fernet import Fernet
 from backchannel.core.models import Message, Network
 from backchannel.hub import Hub
 from backchannel.server.app import create_app, pipeline_for
-from backchannel.server.keys import TEMPLATES
 from backchannel.server.security import SecuritySettings, hash_password
 from backchannel.store import Store
 
@@ -36,28 +35,16 @@ MS = 0.001 * float(os.environ.get("BACKCHANNEL_TEST_TIMEOUT_FACTOR", "1"))
 # How long an expected response or frame may take; passing tests never wait it out.
 TIMEOUT = 5000 * MS
 
-# aiohttp 3.14 warns that aiohttp-session keys request state by str (harmless, and
-# outside our code); with warnings as errors it would turn every request into a 500.
-# TODO: move to pyproject's filterwarnings, or drop once aiohttp-session uses RequestKey.
-ALLOW_SESSION_KEYS = pytest.mark.filterwarnings(
-    "ignore::aiohttp.web_exceptions.NotAppKeyWarning:aiohttp_session"
-)
-pytestmark = ALLOW_SESSION_KEYS
-
 EVENT = "slz"
 EVIL = "https://evil.example"
 T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
 PASSWORDS = {"alice": "correct horse alice", "bob": "correct horse bob"}
 
-# Stand-ins for pages whose templates have not landed in web/templates yet: the real
-# template wins as soon as it exists. StrictUndefined still checks that pages.py
-# passes what each one names. TODO: drop once web/templates has all four pages.
-STUB_TEMPLATES = {
-    "login.html": "<form method=post action=/login><input name=next value='{{ next }}'>{{ error or '' }}</form>",
-    "index.html": "<meta name=csrf-token content='{{ csrf }}'>{{ user }}{% for e in events %}{{ e }}{% endfor %}",
-    "dashboard.html": "<meta name=csrf-token content='{{ csrf }}'>{{ event }} {{ user }}",
-    "wall.html": "<title>{{ event }}</title>",
-}
+
+@functools.cache
+def password_hash(password: str) -> str:
+    """argon2 is slow on purpose: hash each test password once per run."""
+    return hash_password(password)
 
 
 def msg(i: int, text: str | None = None, author: str | None = None) -> Message:
@@ -82,11 +69,12 @@ class Served:
     runner: web.AppRunner
     store: Store
     port: int
+    scheme: str = "http"
     stopped: bool = False
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def url(self, path: str) -> str:
         return self.origin + path
@@ -111,12 +99,6 @@ class Served:
 Serve = Callable[..., Awaitable[Served]]
 
 
-def _with_stub_templates(app: web.Application) -> None:
-    env = app[TEMPLATES]
-    assert env.loader is not None
-    env.loader = jinja2.ChoiceLoader([env.loader, jinja2.DictLoader(STUB_TEMPLATES)])
-
-
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Store]:
     """SQLite only for the HTTP checks (this overrides conftest's, which adds PostgreSQL):
@@ -131,17 +113,21 @@ async def serve(store: Store) -> AsyncIterator[Serve]:
     """Start the real app (create_app) on a free port; an event and two moderators exist."""
     store.event(EVENT)
     for user, password in PASSWORDS.items():
-        store.add_user(user, hash_password(password))
+        store.add_user(user, password_hash(password))
     async with AsyncExitStack() as stack:
 
-        async def start(hub: Hub | None = None, sndbuf: int | None = None, **settings: Any) -> Served:
+        async def start(
+            hub: Hub | None = None,
+            sndbuf: int | None = None,
+            ssl_context: ssl.SSLContext | None = None,
+            **settings: Any,
+        ) -> Served:
             security = SecuritySettings(secret=Fernet.generate_key().decode(), **settings)
             app = create_app(store, security=security, hub=hub)
-            _with_stub_templates(app)
             # AppRunner as in production: shutdown runs on_shutdown like SIGTERM does.
             runner = web.AppRunner(app, handle_signals=False)
             await runner.setup()
-            served = Served(app, runner, store, 0)
+            served = Served(app, runner, store, 0, "https" if ssl_context else "http")
             stack.push_async_callback(served.stop)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if sndbuf is not None:
@@ -149,7 +135,7 @@ async def serve(store: Store) -> AsyncIterator[Serve]:
                 # server's writes after kilobytes, not after megabytes of autotuning.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
             sock.bind(("127.0.0.1", 0))
-            site = web.SockSite(runner, sock)
+            site = web.SockSite(runner, sock, ssl_context=ssl_context)
             await site.start()
             served.port = runner.addresses[0][1]
             return served
@@ -309,8 +295,8 @@ async def test_logged_in_moderator_reads_the_api_and_pages(served: Served, moder
     assert [i["text"] for i in body["items"]] == ["message 2 #slz", "message 1 #slz"]
     async with alice.http.get(served.url(f"/events/{EVENT}")) as resp:
         assert resp.status == 200
-        # The token the dashboard's script sends is the session's (real template or stub).
-        assert alice.csrf in await resp.text()
+        # The token the dashboard's script sends (its <meta name="csrf-token">) is the session's.
+        assert f'<meta name="csrf-token" content="{alice.csrf}">' in await resp.text()
     async with alice.http.get(served.url("/events/nosuch")) as resp:
         assert resp.status == 404
 
@@ -345,7 +331,9 @@ async def test_moderation_needs_the_sessions_csrf_token(served: Served, moderato
     # The right token from another site is still refused.
     status, data = await alice.post(path, body, origin=EVIL)
     assert (status, data) == (403, {"error": "cross-origin request"})
-    status, _ = await alice.post(f"/api/events/{EVENT}/event-actions", {"action": "mute", "subject": "x"}, origin=EVIL)
+    status, _ = await alice.post(
+        f"/api/events/{EVENT}/event-actions", {"action": "mute", "subject": "x"}, origin=EVIL
+    )
     assert status == 403
 
     status, data = await alice.post(path, body)
@@ -355,7 +343,8 @@ async def test_moderation_needs_the_sessions_csrf_token(served: Served, moderato
 
 
 async def test_allowed_origin_may_post(serve: Serve, http: Callable[[], aiohttp.ClientSession]) -> None:
-    served = await serve(allowed_origins=("https://wall.example.org",))
+    # As an operator may write it; browsers send https://wall.example.org.
+    served = await serve(allowed_origins=(" HTTPS://Wall.Example.org/",))
     alice = Moderator(served, http())
     await alice.login("alice")
     [mid] = await served.add([msg(1)])
@@ -397,9 +386,19 @@ async def test_wrong_password_is_401(served: Served, moderator: NewModerator) ->
         assert resp.status == 401
 
 
-async def test_login_redirects_only_to_our_own_paths(served: Served, moderator: NewModerator) -> None:
-    m = await moderator(None)
-    for given, expected in (("/events/slz", "/events/slz"), ("//evil.example/", "/"), ("https://evil.example", "/")):
+async def test_login_redirects_only_to_our_own_paths(
+    serve: Serve, http: Callable[[], aiohttp.ClientSession]
+) -> None:
+    served = await serve(login_per_account=100)
+    m = Moderator(served, http())
+    for given, expected in (
+        ("/events/slz", "/events/slz"),
+        ("//evil.example/", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("/\t/evil.example", "/"),  # browsers drop the tab: //evil.example
+        ("/\n/evil.example", "/"),
+    ):
         form = {"username": "alice", "password": PASSWORDS["alice"], "next": given}
         async with m.http.post(served.url("/login"), data=form, allow_redirects=False) as resp:
             assert (resp.status, resp.headers["Location"]) == (303, expected)
@@ -408,8 +407,11 @@ async def test_login_redirects_only_to_our_own_paths(served: Served, moderator: 
 async def test_cross_origin_login_is_refused(served: Served, moderator: NewModerator) -> None:
     m = await moderator(None)
     form = {"username": "alice", "password": PASSWORDS["alice"]}
-    async with m.http.post(served.url("/login"), data=form, headers={"Origin": EVIL}) as resp:
-        assert resp.status == 403
+    for origin in (EVIL, "null"):  # null: a sandboxed frame or a privacy-stripped origin
+        async with m.http.post(served.url("/login"), data=form, headers={"Origin": origin}) as resp:
+            assert resp.status == 403
+    async with m.http.post(served.url("/login"), data=form, headers={"Origin": served.origin}) as resp:
+        assert resp.status == 200  # followed the redirect to "/"
 
 
 async def test_login_is_throttled_per_account(served: Served, moderator: NewModerator) -> None:
@@ -424,7 +426,9 @@ async def test_login_is_throttled_per_account(served: Served, moderator: NewMode
     assert (await m.login("bob")).status == 303
 
 
-async def test_login_is_throttled_per_address(serve: Serve, http: Callable[[], aiohttp.ClientSession]) -> None:
+async def test_login_is_throttled_per_address(
+    serve: Serve, http: Callable[[], aiohttp.ClientSession]
+) -> None:
     served = await serve(login_per_ip=3)
     m = Moderator(served, http())
     for user in ("alice", "bob", "carol"):
@@ -435,9 +439,11 @@ async def test_login_is_throttled_per_address(serve: Serve, http: Callable[[], a
     assert int(resp.headers["Retry-After"]) >= 1
 
 
-async def test_session_cookie_is_httponly_strict_and_new_at_login(served: Served, moderator: NewModerator) -> None:
+async def test_session_cookie_is_httponly_strict_and_new_at_login(
+    served: Served, moderator: NewModerator
+) -> None:
     alice = await moderator("alice")
-    [header] = alice.cookies
+    assert len(alice.cookies) == 1  # one Set-Cookie: the session
     cookie = set_cookie(alice.cookies)["backchannel_session"]
     assert cookie["httponly"] is True
     assert cookie["samesite"] == "Strict"
@@ -468,6 +474,65 @@ async def test_secure_cookie_setting(serve: Serve, http: Callable[[], aiohttp.Cl
     assert not cookie["domain"]  # __Host- cookies carry no Domain
 
 
+def self_signed_context() -> ssl.SSLContext:
+    """A TLS server context with a throwaway certificate for 127.0.0.1."""
+    import ipaddress
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=1))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as tmp:
+        cert_file, key_file = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        with open(cert_file, "wb") as f:
+            f.write(cert.public_bytes(serialization.Encoding.PEM))
+        with open(key_file, "wb") as f:
+            f.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM,
+                    serialization.PrivateFormat.PKCS8,
+                    serialization.NoEncryption(),
+                )
+            )
+        context.load_cert_chain(cert_file, key_file)
+    return context
+
+
+async def test_auto_cookie_is_secure_over_https(serve: Serve) -> None:
+    served = await serve(ssl_context=self_signed_context())
+    form = {"username": "alice", "password": PASSWORDS["alice"]}
+    # The client trusts the throwaway certificate by not checking it.
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=False)) as client,
+        client.post(
+            served.url("/login"), data=form, headers={"Origin": served.origin}, allow_redirects=False
+        ) as resp,
+    ):
+        assert resp.status == 303
+        cookie = set_cookie(resp.headers.getall("Set-Cookie"))["backchannel_session"]
+    assert cookie["secure"] is True
+    assert cookie["httponly"] is True
+
+
 # -- 8. security headers -----------------------------------------------------------------------
 
 
@@ -487,7 +552,7 @@ async def test_security_headers_on_pages_redirects_and_api(served: Served, moder
         async with client.http.get(served.url(path), allow_redirects=False) as resp:
             assert resp.status == status, path
             csp = resp.headers.get("Content-Security-Policy", "")
-            directives = dict((d.strip().split(" ", 1) + [""])[:2] for d in csp.split(";") if d.strip())
+            directives = dict([*d.strip().split(" ", 1), ""][:2] for d in csp.split(";") if d.strip())
             assert "'unsafe-inline'" not in csp, path
             assert "'unsafe-eval'" not in csp, path
             assert directives.get("frame-ancestors") == "'none'", path
@@ -495,6 +560,36 @@ async def test_security_headers_on_pages_redirects_and_api(served: Served, moder
             assert "'self'" in directives.get("script-src", ""), path
             assert resp.headers.get("X-Frame-Options") == "DENY", path
             assert resp.headers.get("X-Content-Type-Options") == "nosniff", path
+            # same-origin: "no-referrer" would make browsers post forms with Origin: null.
+            assert resp.headers.get("Referrer-Policy") == "same-origin", path
+
+
+async def test_bad_requests_are_400(served: Served, moderator: NewModerator) -> None:
+    alice = await moderator("alice")
+    [mid] = await served.add([msg(1)])
+    for query in ("limit=-1", "limit=0", "limit=201", "limit=x", "status=bogus", "starred=maybe"):
+        async with alice.http.get(served.url(f"/api/events/{EVENT}/messages?{query}")) as resp:
+            assert resp.status == 400, query
+    path = f"/api/events/{EVENT}/moderate"
+    for body in (
+        {"action": "explode", "ids": [mid]},
+        {"action": "hide", "ids": []},
+        {"action": "hide", "ids": [True]},  # JSON true is not message 1
+        {"action": "hide", "ids": str(mid)},
+        {"action": "hide", "ids": [mid], "action_id": ""},
+    ):
+        status, _ = await alice.post(path, body)
+        assert status == 400, body
+    status, _ = await alice.post(path, {"action": "hide", "ids": [mid + 1]})
+    assert status == 404
+    status, _ = await alice.post(
+        f"/api/events/{EVENT}/event-actions", {"action": "block", "subject": "nocolon"}
+    )
+    assert status == 400
+    async with alice.http.get(served.url("/api/events/nosuch/messages")) as resp:
+        assert resp.status == 404
+    async with alice.http.get(served.url(f"/api/events/{EVENT}/messages")) as resp:
+        assert [i["status"] for i in (await resp.json())["items"]] == ["new"]
 
 
 async def test_oversized_request_body_is_refused(served: Served, moderator: NewModerator) -> None:

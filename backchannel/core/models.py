@@ -114,3 +114,5 @@ class Change:
     message: StoredMessage | None = None
     subject: str | None = None
     action_id: str | None = None
+    # Set when a retried action_id read the change back from the log instead of applying it.
+    replayed: bool = False

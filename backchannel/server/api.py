@@ -15,10 +15,10 @@ import orjson
 from aiohttp import web
 
 from backchannel.core import wire
-from backchannel.core.moderation import Action, EventAction
-from backchannel.core.models import Change, Network, Status
+from backchannel.core.models import Change, Network, Status, StoredMessage
+from backchannel.core.moderation import Action, EventAction, WallRules
 from backchannel.errors import StoreError
-from backchannel.server.keys import STATS, STORE, publish
+from backchannel.server.keys import STATS, STORE, publish, write_lock
 from backchannel.server.security import csrf_token, require_moderator
 from backchannel.store.queries import MessageQuery
 
@@ -91,7 +91,10 @@ async def list_messages(request: web.Request) -> web.Response:
     await require_moderator(request)
     info = await _event_info(request)
     query = query_from_params(request.query)
-    limit = min(_int(request.query.get("limit"), "limit", 50) or 50, MAX_PAGE)
+    limit = _int(request.query.get("limit"), "limit", 50) or 0
+    if not 1 <= limit <= MAX_PAGE:
+        # SQLite reads a negative LIMIT as none at all: the whole event in one response.
+        raise web.HTTPBadRequest(text=f"limit must be 1 to {MAX_PAGE}")
     before = _int(request.query.get("before"), "before")
     oldest_first = request.query.get("order") == "oldest"
     page = await asyncio.to_thread(
@@ -155,35 +158,36 @@ async def moderate(request: web.Request) -> web.Response:
         not isinstance(ids, list)
         or not ids
         or len(ids) > MAX_BULK
-        or not all(isinstance(i, int) for i in ids)
+        or not all(type(i) is int for i in ids)  # not isinstance: true and false are ints too
     ):
         raise web.HTTPBadRequest(text=f"ids must be a list of 1 to {MAX_BULK} message ids")
     action_id = _action_id(body)
     store = request.app[STORE]
 
-    def apply_all() -> list[Any]:
-        return [
-            store.moderate(
-                info.name, message_id, action, actor=user, action_id=f"{action_id}:{i}" if action_id else None
-            )
-            for i, message_id in enumerate(ids)
-        ]
+    done: list[Change] = []
 
-    try:
-        done = await asyncio.to_thread(apply_all)
-    except StoreError as exc:
-        raise web.HTTPNotFound(text=str(exc)) from None
-    publish(request.app, info.name, _applied_now(done, info.last_seq))
+    def apply_all() -> None:
+        for i, message_id in enumerate(ids):
+            key = f"{action_id}:{i}" if action_id else None
+            done.append(store.moderate(info.name, message_id, action, actor=user, action_id=key))
+
+    async with write_lock(request.app, info.name):
+        try:
+            await asyncio.to_thread(apply_all)
+        except StoreError as exc:
+            raise web.HTTPNotFound(text=str(exc)) from None
+        finally:
+            # Each id commits on its own: those before a failing one are applied, and
+            # every dashboard must hear of them even though the request as a whole failed.
+            publish(request.app, info.name, _applied_now(done))
     return json_response({"changes": [wire.change_item(c) for c in done]})
 
 
-def _applied_now(changes: list[Change], head: int) -> list[Change]:
+def _applied_now(changes: list[Change]) -> list[Change]:
     """The changes this request committed, leaving out the ones a retried `action_id`
     read back from the log: those were published when first applied, and a second
-    copy would reach every dashboard again. `head` is the event's last seq read before
-    applying, so a change numbered at or below it was committed earlier.
-    """
-    return [c for c in changes if c.seq > head]
+    copy would reach every dashboard again."""
+    return [c for c in changes if not c.replayed]
 
 
 async def moderate_event(request: web.Request) -> web.Response:
@@ -199,14 +203,18 @@ async def moderate_event(request: web.Request) -> web.Response:
     if not isinstance(subject, str):
         raise web.HTTPBadRequest(text="subject must be a string")
     store = request.app[STORE]
-    try:
-        change = await asyncio.to_thread(
-            store.moderate_event, info.name, action, subject, actor=user, action_id=_action_id(body)
-        )
-    except StoreError as exc:
-        raise web.HTTPBadRequest(text=str(exc)) from None
-    rules = await asyncio.to_thread(store.wall_rules, info.name)
-    publish(request.app, info.name, _applied_now([change], info.last_seq), wall_rules=rules)
+    action_id = _action_id(body)
+
+    def apply() -> tuple[Change, WallRules]:
+        change = store.moderate_event(info.name, action, subject, actor=user, action_id=action_id)
+        return change, store.wall_rules(info.name)
+
+    async with write_lock(request.app, info.name):
+        try:
+            change, rules = await asyncio.to_thread(apply)
+        except StoreError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        publish(request.app, info.name, _applied_now([change]), wall_rules=rules)
     return json_response({"changes": [wire.change_item(change)]})
 
 
@@ -241,18 +249,15 @@ async def wall_messages(request: web.Request) -> web.Response:
         head = store.event(info.name, create=False)
         rules = store.wall_rules(info.name)
         status = Status.APPROVED if rules.premoderation else None
-        shown, before = [], None
+        shown: list[StoredMessage] = []
+        before: int | None = None
         while len(shown) < 50:
             page = store.search(info.name, MessageQuery(status=status), before_seq=before, limit=200)
             if not page:
                 break
             shown.extend(m for m in page if rules.visible(m))
             before = page[-1].seq
-        pinned = [
-            m
-            for m in store.search(info.name, MessageQuery(status=Status.APPROVED), limit=MAX_PAGE)
-            if m.moderation.pinned and rules.visible(m)
-        ]
+        pinned = [m for m in store.search(info.name, MessageQuery(pinned=True), limit=1) if rules.visible(m)]
         return {
             "event": info.name,
             "epoch": head.epoch,
@@ -264,7 +269,7 @@ async def wall_messages(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(visible))
 
 
-def routes() -> list[web.RouteDef]:
+def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/api/session", session_info),
         web.get("/api/events/{event}/messages", list_messages),

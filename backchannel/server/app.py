@@ -14,10 +14,21 @@ from typing import Any
 
 from aiohttp import web
 
+from backchannel.core.models import StoredMessage
 from backchannel.hub import Hub
 from backchannel.pipeline import Pipeline
 from backchannel.server import api, pages, ws
-from backchannel.server.keys import HUB, SOCKETS, STATS, STORE, TEMPLATES, WALLS, publish
+from backchannel.server.keys import (
+    HUB,
+    SOCKETS,
+    STATS,
+    STORE,
+    TEMPLATES,
+    WALLS,
+    WRITE_LOCKS,
+    publish,
+    write_lock,
+)
 from backchannel.server.security import SecuritySettings, setup_security
 from backchannel.server.stats_cache import StatsCache
 from backchannel.store import Store
@@ -41,6 +52,7 @@ def create_app(
     app[STATS] = StatsCache(store)
     app[WALLS] = {}
     app[SOCKETS] = {}
+    app[WRITE_LOCKS] = {}
     setup_security(app, security or SecuritySettings())
     app.add_routes(pages.routes() + api.routes() + ws.routes())
     for job in background or ():
@@ -51,7 +63,20 @@ def create_app(
 
 def pipeline_for(app: web.Application, event: str, **kwargs: Any) -> Pipeline:
     """A pipeline whose new messages reach this app's dashboards and walls."""
-    return Pipeline(app[STORE], event, publish=lambda e, added: publish(app, e, added), **kwargs)
+    return _ServedPipeline(app, event, **kwargs)
+
+
+class _ServedPipeline(Pipeline):
+    """Writes and publishes each batch under the event's write lock, so its messages
+    reach the hub in seq order with the moderators' changes (see `keys.write_lock`)."""
+
+    def __init__(self, app: web.Application, event: str, **kwargs: Any) -> None:
+        super().__init__(app[STORE], event, publish=lambda e, added: publish(app, e, added), **kwargs)
+        self._app = app
+
+    async def flush(self) -> list[StoredMessage]:
+        async with write_lock(self._app, self.event):
+            return await super().flush()
 
 
 def _as_context(job: Background) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 import jinja2
 from aiohttp import web
 
-from backchannel.core.moderation import WallRules
 from backchannel.core.models import Change, StoredMessage
+from backchannel.core.moderation import WallRules
 from backchannel.hub import AiohttpConnection, Hub, WallChannel
 from backchannel.server.stats_cache import StatsCache
 from backchannel.store import Store
@@ -20,6 +21,19 @@ STATS = web.AppKey("stats", StatsCache)
 WALLS = web.AppKey("walls", dict[str, WallChannel])
 # Each logged-in user's open dashboard sockets, to close at logout.
 SOCKETS = web.AppKey("sockets", dict[str, set[AiohttpConnection]])
+WRITE_LOCKS = web.AppKey("write_locks", dict[str, asyncio.Lock])
+
+
+def write_lock(app: web.Application, event: str) -> asyncio.Lock:
+    """Held by every writer of `event` in this process from its store write to its publish.
+
+    The store numbers items in commit order, and the hub must get them in that order:
+    a client keeps the highest seq it has seen and resumes after it, so an item
+    published after a higher one (the pipeline's batch finishing its thread after a
+    moderator's change committed) would be skipped by a resume in between. Writers
+    are the pipeline (`app.pipeline_for`) and the moderation routes.
+    """
+    return app[WRITE_LOCKS].setdefault(event, asyncio.Lock())
 
 
 def publish(

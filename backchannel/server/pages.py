@@ -8,6 +8,7 @@ anywhere, so the Content-Security-Policy can forbid them.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from pathlib import Path
 from urllib.parse import quote
 
@@ -17,7 +18,6 @@ from aiohttp_session import get_session
 
 from backchannel.errors import StoreError
 from backchannel.server.keys import STORE, TEMPLATES
-from backchannel.server.ws import close_user_sockets
 from backchannel.server.security import (
     LOGIN_LIMITER,
     csrf_token,
@@ -26,6 +26,7 @@ from backchannel.server.security import (
     origin_allowed,
     verify_password,
 )
+from backchannel.server.ws import close_user_sockets
 
 WEB = Path(__file__).resolve().parent.parent.parent / "web"
 
@@ -44,8 +45,20 @@ def render(request: web.Request, name: str, status: int = 200, **context: object
 
 
 def _safe_next(value: str | None) -> str:
-    """Only same-site paths after login: never `//evil.example` or `https://…`."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only same-site paths after login: never `//evil.example` or `https://…`.
+
+    Browsers drop tabs and newlines from a URL and read a backslash as a slash, so a
+    slash, a tab and `/evil.example` would leave the site too: a backslash, whitespace
+    or a control character anywhere refuses the value.
+    """
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.isprintable()
+        and not any(c.isspace() for c in value)
+    ):
         return value
     return "/"
 
@@ -87,7 +100,13 @@ async def login(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     session = await get_session(request)
     form = await request.post()
-    if not origin_allowed(request) or form.get("csrf") != session.get("csrf"):
+    given, expected = form.get("csrf"), session.get("csrf")
+    if (
+        not origin_allowed(request)
+        or not isinstance(given, str)
+        or not isinstance(expected, str)
+        or not secrets.compare_digest(given, expected)
+    ):
         raise web.HTTPForbidden(text="missing or bad CSRF token")
     user = session.get("user")
     session.invalidate()

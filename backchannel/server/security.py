@@ -12,9 +12,10 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from aiohttp_session import get_session, new_session
+from aiohttp_session import Session, get_session, new_session
 from aiohttp_session import setup as setup_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from argon2 import PasswordHasher
@@ -59,6 +60,11 @@ class SecuritySettings:
     login_per_account: int = 5
     login_per_ip: int = 20
 
+    def __post_init__(self) -> None:
+        # Compared as browsers send an Origin: scheme://host[:port], lower case, no slash.
+        origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
+        object.__setattr__(self, "allowed_origins", origins)
+
 
 def session_key(secret: str) -> bytes:
     if not secret:
@@ -73,10 +79,31 @@ def session_key(secret: str) -> bytes:
     return key
 
 
+class SessionCookies(EncryptedCookieStorage):
+    """The encrypted session cookie; with `cookie_secure=auto` it is Secure exactly when
+    the request came over HTTPS (a cookie marked Secure would not come back over plain
+    HTTP, and one left unmarked on HTTPS could leak over a later plain request)."""
+
+    def __init__(self, key: bytes, *, auto_secure: bool, **params: Any) -> None:
+        super().__init__(key, **params)
+        self.auto_secure = auto_secure
+
+    async def save_session(
+        self, request: web.Request, response: web.StreamResponse, session: Session
+    ) -> None:
+        await super().save_session(request, response, session)
+        morsel = response.cookies.get(self.cookie_name)
+        if self.auto_secure and request.secure and morsel is not None:
+            morsel["secure"] = True
+
+
 def setup_security(app: web.Application, settings: SecuritySettings) -> None:
+    if settings.cookie_secure not in ("true", "false", "auto"):
+        raise ValueError("BACKCHANNEL_COOKIE_SECURE must be true, false or auto")
     secure = settings.cookie_secure == "true"
-    storage = EncryptedCookieStorage(
+    storage = SessionCookies(
         session_key(settings.secret),
+        auto_secure=settings.cookie_secure == "auto",
         cookie_name="__Host-backchannel" if secure else "backchannel_session",
         httponly=True,
         secure=secure,
@@ -114,7 +141,9 @@ SECURITY = web.AppKey("security_settings", SecuritySettings)
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": under it browsers send `Origin: null` on form POSTs (login,
+    # logout), which `origin_allowed` refuses. Other sites still get no referrer.
+    "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
 
@@ -149,7 +178,8 @@ def origin_allowed(request: web.Request) -> bool:
         # Browsers always send Origin on websocket handshakes and cross-site POSTs;
         # a request without one is not a browser acting for someone else.
         return True
-    return origin == own_origin(request) or origin in request.app[SECURITY].allowed_origins
+    origin = origin.lower()
+    return origin == own_origin(request).lower() or origin in request.app[SECURITY].allowed_origins
 
 
 async def login_session(request: web.Request, username: str) -> str:

@@ -25,7 +25,6 @@ from backchannel.hub import (
 from backchannel.server.keys import HUB, SOCKETS, STORE, WALLS
 from backchannel.server.security import current_user, origin_allowed
 
-
 # Private-use close code (4000-4999): the server ended the feed because the user logged out.
 CLOSE_LOGGED_OUT = 4001
 
@@ -120,7 +119,7 @@ async def close_user_sockets(app: web.Application, user: str) -> None:
     await asyncio.gather(*(conn.close(CLOSE_LOGGED_OUT, "logged out") for conn in conns))
 
 
-def routes() -> list[web.RouteDef]:
+def routes() -> list[web.AbstractRouteDef]:
     return [
         web.get("/ws/events/{event}", moderator_feed),
         web.get("/ws/wall/{event}", wall_feed),

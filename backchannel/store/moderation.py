@@ -8,6 +8,7 @@ apply once.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from backchannel.core.models import Change, Moderation, Status
 from backchannel.core.moderation import Action, EventAction, WallRules, apply
 from backchannel.errors import StoreError
-from backchannel.store.rows import next_seq
+from backchannel.store.rows import lock_event, next_seq
 from backchannel.store.schema import blocked_authors, changes, events, messages, muted_terms, users
 
 if TYPE_CHECKING:
@@ -29,8 +30,11 @@ class ModerationMixin:
     ) -> Change:
         info = self.event(event, create=False)
         with self.engine.begin() as conn:
+            # Lock first: SQLite cannot upgrade a read transaction to a write, and on
+            # PostgreSQL two moderators must not both act on the state they read.
+            lock_event(conn, info.id)
             if action_id and (done := self._logged(conn, info.id, action_id)) is not None:
-                return self._change_from_row(done, event)
+                return replace(self._change_from_row(done, event), replayed=True)
             row = conn.execute(
                 sa.select(
                     messages.c.status, messages.c.starred, messages.c.answered, messages.c.pinned
@@ -81,8 +85,11 @@ class ModerationMixin:
         info = self.event(event, create=False)
         subject = subject.strip()
         with self.engine.begin() as conn:
+            # Lock first: SQLite cannot upgrade a read transaction to a write, and on
+            # PostgreSQL two moderators must not both act on the state they read.
+            lock_event(conn, info.id)
             if action_id and (done := self._logged(conn, info.id, action_id)) is not None:
-                return self._change_from_row(done, event)
+                return replace(self._change_from_row(done, event), replayed=True)
             if action in (EventAction.BLOCK, EventAction.UNBLOCK):
                 network, _, handle = subject.partition(":")
                 if not network or not handle:

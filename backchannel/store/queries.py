@@ -31,6 +31,7 @@ class MessageQuery:
     network: Network | None = None
     starred: bool | None = None
     answered: bool | None = None
+    pinned: bool | None = None
     # Collapse native reposts and manual copies onto their original (the feed's default).
     collapse: bool = True
 
@@ -93,6 +94,8 @@ def _apply_query(query: sa.Select[Any], q: MessageQuery) -> sa.Select[Any]:
         query = query.where(messages.c.starred.is_(q.starred))
     if q.answered is not None:
         query = query.where(messages.c.answered.is_(q.answered))
+    if q.pinned is not None:
+        query = query.where(messages.c.pinned.is_(q.pinned))
     return query
 
 
