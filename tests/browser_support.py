@@ -85,7 +85,9 @@ class PageWatch:
             text = message.text
             if "Content Security Policy" in text or "Content-Security-Policy" in text:
                 self.csp.append(text)
-            elif message.type == "error" and "WebSocket" not in text and "Failed to load resource" not in text:
+            elif (
+                message.type == "error" and "WebSocket" not in text and "Failed to load resource" not in text
+            ):
                 self.errors.append(text)
 
         page.on("dialog", on_dialog)

@@ -6,7 +6,7 @@
 // data in markup: event and CSRF token come from data attributes and a <meta>.
 
 import { Api, ApiError } from "./api.js";
-import { h } from "./dom.js";
+import { clock, h } from "./dom.js";
 import { LiveFeed, State } from "./live.js";
 import {
   EVENT_ACTIONS, MESSAGE, MODERATION, Messages, filterParams, inQuestionQueue, insertBySeq, isCollapsed,
@@ -87,25 +87,27 @@ const seqOf = (id) => msgs.get(id)?.seq ?? 0;
 
 const list = new VirtualList(
   els.feed,
-  (id) => messageRow(msgs.get(id), { parent: parentOf(msgs.get(id)), rules: state.rules, me: ME }),
+  (id) => messageRow(msgs.get(id), { parent: parentOf(msgs.get(id)), rules: state.rules, me: ME, mark: state.filter.q }),
   (id) => {
     const m = msgs.get(id);
     const parent = parentOf(m);
-    return `${m._v}.${m._countsAsOf}.${m._last?.at ?? ""}.${parent ? parent._v : 0}.${state.rulesVersion}`;
+    return `${m._v}.${m._countsAsOf}.${m._last?.at ?? ""}.${parent ? parent._v : 0}.${state.rulesVersion}.${state.filter.q}`;
   },
 );
 list.decorate = (el, id) => {
   const cursor = id === state.cursor;
   const selected = state.selected.has(id);
-  el.classList.toggle("is-cursor", cursor);
-  el.classList.toggle("is-selected", selected);
-  el.setAttribute("aria-current", cursor ? "true" : "false");
+  if (el.classList.contains("is-cursor") !== cursor) {
+    el.classList.toggle("is-cursor", cursor);
+    el.setAttribute("aria-current", cursor ? "true" : "false");
+  }
+  if (el.classList.contains("is-selected") !== selected) el.classList.toggle("is-selected", selected);
   const check = el.querySelector(".row-check");
   if (check.checked !== selected) check.checked = selected;
+  const armed = Boolean(state.armed && state.armed.id === id && state.armed.until > Date.now());
   const block = el.querySelector('[data-act="block"]');
-  if (block) {
-    const armed = state.armed && state.armed.id === id && state.armed.until > Date.now();
-    block.classList.toggle("is-armed", Boolean(armed));
+  if (block && block.classList.contains("is-armed") !== armed) {
+    block.classList.toggle("is-armed", armed);
     block.textContent = armed ? "Sure? Block" : "Block";
   }
 };
@@ -127,11 +129,11 @@ function wanted(m) {
   return state.oldestSeq === null || !state.moreOlder || m.seq >= state.oldestSeq;
 }
 
-function setView(ids, { addedAbove = 0 } = {}) {
+function setView(ids, { shift = 0 } = {}) {
   state.ids = ids;
   state.inView = new Set(ids);
   if (state.cursor !== null && !state.inView.has(state.cursor)) state.cursor = null;
-  list.setIds(ids, { addedAbove });
+  list.setIds(ids, { shift });
   els.empty.hidden = ids.length > 0;
   updateCounts();
 }
@@ -158,6 +160,9 @@ function reconcile(changed) {
     return;
   }
   let ids = state.ids;
+  const firstVisible = Math.floor(els.feed.scrollTop / list.rowHeight);
+  let removedAbove = 0;
+  for (const id of remove) if (list.indexOf(id) < firstVisible) removedAbove += 1;
   if (remove.size) {
     if (state.cursor !== null && remove.has(state.cursor)) {
       // The cursor's row left the view: the cursor stays at the same place in the list.
@@ -169,7 +174,6 @@ function reconcile(changed) {
   } else {
     ids = ids.slice();
   }
-  const firstVisible = Math.floor(els.feed.scrollTop / list.rowHeight);
   let addedAbove = 0;
   for (const id of add.sort((a, b) => seqOf(b) - seqOf(a))) {
     const at = insertBySeq(ids, id, seqOf);
@@ -178,7 +182,7 @@ function reconcile(changed) {
   if (addedAbove && els.feed.scrollTop > list.rowHeight / 2) {
     state.unseenAbove += addedAbove;
   }
-  setView(ids, { addedAbove });
+  setView(ids, { shift: addedAbove - removedAbove });
   updateNewCount();
 }
 
@@ -211,7 +215,7 @@ function updateNewCount() {
 function updateCounts() {
   const n = state.ids.length;
   const filtered = Object.values(state.filter).some(Boolean);
-  els.feedCount.textContent = `${n.toLocaleString()} message${n === 1 ? "" : "s"}${filtered ? " match" : ""} loaded`;
+  els.feedCount.textContent = `${n.toLocaleString()}${filtered ? " matching" : ""} message${n === 1 ? "" : "s"} loaded`;
   els.older.hidden = !state.moreOlder;
   els.olderStatus.textContent = state.loadingOlder
     ? "Loading older messages…"
@@ -309,7 +313,7 @@ async function loadStats() {
   statsLoading = true;
   try {
     renderStats(await api.stats(), els.stats);
-    els.statsUpdated.textContent = `updated ${new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })}`;
+    els.statsUpdated.textContent = `updated ${clock(new Date().toISOString(), { seconds: true })}`;
   } catch (err) {
     if (!(err instanceof ApiError && err.status === 0)) console.warn("backchannel: stats", err);
   } finally {
@@ -612,7 +616,10 @@ function report(what, err) {
 const feed = new LiveFeed(`/ws/events/${encodeURIComponent(EVENT)}`, {
   onItems: (items) => applyItems(items),
   onReset: async (reason) => {
-    if (reason === "epoch") msgs = new Messages(); // another history: nothing we hold is valid
+    if (reason === "epoch") {
+      msgs = new Messages(); // another history: nothing we hold is valid
+      list.reset();
+    }
     state.selected.clear();
     updateBulk();
     const [page] = await Promise.all([loadFirstPage(), loadQuestions(), loadSettings()]);
@@ -623,7 +630,11 @@ const feed = new LiveFeed(`/ws/events/${encodeURIComponent(EVENT)}`, {
   onDisconnect: (failures) => {
     // Several failures in a row may mean the session is gone (a 401 at the handshake
     // looks like any other failure to a browser): ask the API, which says so plainly.
-    if (failures === 2) api.settings().catch((err) => report("The server refused the feed", err));
+    if (failures === 2) {
+      api.settings().catch((err) => {
+        if (err instanceof ApiError && err.status === 401) sessionEnded();
+      });
+    }
   },
 });
 els.conn.addEventListener("click", () => feed.reconnectNow());
@@ -638,7 +649,7 @@ els.feed.addEventListener("click", (event) => {
     return;
   }
   if (event.target.closest(".row-check")) {
-    event.preventDefault();
+    // The box toggles itself; the selection follows, and decorate() keeps them equal.
     toggleSelected(id, { range: event.shiftKey });
     return;
   }
@@ -718,7 +729,8 @@ const KEYS = { a: "approve", h: "hide", s: "star", d: "answer", p: "pin" };
 document.addEventListener("keydown", (event) => {
   if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
   const target = event.target;
-  if (target instanceof Element && target.closest("input, textarea, select, [contenteditable]")) {
+  const typing = 'input:not([type="checkbox"]):not([type="radio"]), textarea, select, [contenteditable]';
+  if (target instanceof Element && target.closest(typing)) {
     if (event.key === "Escape") target.blur();
     return;
   }
@@ -730,7 +742,7 @@ document.addEventListener("keydown", (event) => {
     if (state.cursor !== null) toggleSelected(state.cursor);
   } else if (key === "Escape") clearSelection();
   else if (key === " ") {
-    if (target instanceof Element && target.closest("button, a")) return;
+    if (target instanceof Element && target.closest("button, a, input, label")) return;
     setPaused(!state.paused);
   } else if (key === "/") els.filters.elements.namedItem("q").focus();
   else if (key === "g") {

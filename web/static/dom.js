@@ -74,13 +74,11 @@ export function safeUrl(raw) {
 
 /** A short, readable form of a URL for display: host and path, ellipsised. */
 export function shortUrl(raw, max = 48) {
-  let shown = raw;
-  try {
-    const url = new URL(raw);
+  let shown = String(raw ?? "");
+  if (safeUrl(shown) !== null) {
+    const url = new URL(shown);
     shown = url.host + (url.pathname === "/" ? "" : url.pathname) + url.search;
-  } catch {
-    /* not a URL: show it as it is */
-  }
+  } // anything else is shown as it is: a moderator should see a "javascript:" for what it is
   return shown.length > max ? shown.slice(0, max - 1) + "…" : shown;
 }
 
@@ -99,10 +97,29 @@ export function link(raw, text, className = "") {
 const TOKENS = /(https?:\/\/[^\s<>"'\u200b-\u200f\u2028-\u202e]+)|(#[\p{L}\p{N}_]+)|(@[A-Za-z0-9_]+(?:@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?)/gu;
 const TRAILING = /[.,;:!?)\]}'"»]+$/;
 
+/** Append `text` to `parent`, with each occurrence of `term` (any case) in a <mark>. */
+function appendMarked(parent, text, term) {
+  const lower = text.toLowerCase();
+  // Lowercasing can change a string's length (İ): then indexes would not line up.
+  if (!term || lower.length !== text.length) {
+    parent.append(text);
+    return;
+  }
+  let from = 0;
+  for (let at = lower.indexOf(term); at !== -1; at = lower.indexOf(term, from)) {
+    if (at > from) parent.append(text.slice(from, at));
+    parent.append(h("mark", { text: text.slice(at, at + term.length) }));
+    from = at + term.length;
+  }
+  if (from < text.length) parent.append(text.slice(from));
+}
+
 /** Plain message text as a fragment: text nodes, tag/mention spans, checked links.
  *
- * `links: false` (the wall) shows URLs as text only. */
-export function richText(text, { links = true } = {}) {
+ * `links: false` (the wall) shows URLs as text only; `mark` highlights a search term. */
+export function richText(text, { links = true, mark = "" } = {}) {
+  const term = mark ? mark.toLowerCase() : "";
+  const plain = (target, value) => appendMarked(target, value, term);
   const fragment = document.createDocumentFragment();
   const source = typeof text === "string" ? text : "";
   let last = 0;
@@ -116,7 +133,7 @@ export function richText(text, { links = true } = {}) {
         end -= trailing[0].length;
       }
     }
-    if (match.index > last) fragment.append(source.slice(last, match.index));
+    if (match.index > last) plain(fragment, source.slice(last, match.index));
     if (match[1]) {
       fragment.append(links ? link(token, shortUrl(token), "msg-link") : h("span", { class: "msg-url", text: shortUrl(token) }));
     } else if (match[2]) {
@@ -126,7 +143,7 @@ export function richText(text, { links = true } = {}) {
     }
     last = end;
   }
-  if (last < source.length) fragment.append(source.slice(last));
+  if (last < source.length) plain(fragment, source.slice(last));
   return fragment;
 }
 
@@ -136,8 +153,8 @@ export function networkLabel(network) {
   return NETWORKS[network] || String(network || "?");
 }
 
-const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const secondsFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
+const secondsFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", second: "2-digit" });
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 export function parseTime(iso) {

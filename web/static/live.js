@@ -40,7 +40,10 @@ export class LiveFeed {
     this.stopped = false;
     this.hadHello = false;
     this.wasLive = false;
-    window.addEventListener("online", () => this.reconnectNow());
+    window.addEventListener("online", () => {
+      if (this.ws && this.ws.readyState === WebSocket.OPEN) this.emit(State.LIVE);
+      else this.reconnectNow();
+    });
     window.addEventListener("offline", () => this.emit(State.LOST, { offline: true }));
   }
 

@@ -1,7 +1,7 @@
 // One message row of the dashboard feed, and the small pieces shared with the
 // question queue. Text, names and URLs go in as text nodes or checked links only.
 
-import { clock, fullTime, h, link, networkLabel, richText, shortUrl } from "./dom.js";
+import { clock, fullTime, h, link, networkLabel, richText, safeUrl, shortUrl } from "./dom.js";
 import { offWallReason } from "./model.js";
 
 const STATUS_LABEL = { new: "New", approved: "Approved", hidden: "Hidden" };
@@ -47,7 +47,8 @@ export function author(m) {
 
 export function timeLink(m) {
   const label = clock(m.created_at);
-  const node = m.permalink ? link(m.permalink, label, "time") : h("span", { class: "time", text: label });
+  // A permalink that is not http(s) is no link at all: the time shows as plain text.
+  const node = safeUrl(m.permalink) ? link(m.permalink, label, "time") : h("span", { class: "time", text: label });
   node.title = `${fullTime(m.created_at)} · open on ${networkLabel(m.network)}`;
   return node;
 }
@@ -82,7 +83,7 @@ function actions(m, blocked) {
   return h(
     "div",
     { class: "actions", role: "group", "aria-label": "Moderate" },
-    actionButton(m.status === "approved" ? "restore" : "approve", m.status === "approved" ? "Approved" : "Approve", {
+    actionButton(m.status === "approved" ? "restore" : "approve", m.status === "approved" ? "✓ Approved" : "Approve", {
       pressed: m.status === "approved",
       title: m.status === "approved" ? "Approved; click to set back to new" : "Approve (a)",
       cls: "act-approve",
@@ -97,12 +98,12 @@ function actions(m, blocked) {
       title: "Star (s)",
       cls: "act-star",
     }),
-    actionButton(m.answered ? "unanswer" : "answer", m.answered ? "Answered" : "Answer", {
+    actionButton(m.answered ? "unanswer" : "answer", m.answered ? "✓ Answered" : "Answered", {
       pressed: m.answered,
-      title: "Mark answered (d)",
+      title: m.answered ? "Answered; click to put it back in the queue (d)" : "Mark answered (d)",
       cls: "act-answer",
     }),
-    actionButton(m.pinned ? "unpin" : "pin", m.pinned ? "Pinned" : "Pin", {
+    actionButton(m.pinned ? "unpin" : "pin", m.pinned ? "✓ Pinned" : "Pin", {
       pressed: m.pinned,
       title: "Pin to the wall (p); one message is pinned at a time",
       cls: "act-pin",
@@ -115,10 +116,10 @@ function actions(m, blocked) {
 }
 
 /**
- * A feed row. `ctx`: {parent, rules, me}.
+ * A feed row. `ctx`: {parent, rules, me, mark (the search term to highlight)}.
  */
 export function messageRow(m, ctx) {
-  const { parent, rules, me } = ctx;
+  const { parent, rules, me, mark } = ctx;
   const blocked = rules.blocked.has(`${m.network}:${String(m.author_handle).toLowerCase()}`);
   const classes = ["row", `st-${m.status}`];
   if (m.is_question && !m.answered) classes.push("is-question");
@@ -126,7 +127,7 @@ export function messageRow(m, ctx) {
   if (m.pinned) classes.push("is-pinned");
   if (m._flashUntil && m._flashUntil > Date.now()) classes.push("flash");
 
-  const text = h("p", { class: "text", dir: "auto" }, richText(m.text));
+  const text = h("p", { class: "text", dir: "auto" }, richText(m.text, { mark }));
   text.title = m.text.length > 140 ? m.text : "";
 
   const meta = [];

@@ -15,7 +15,7 @@ function minuteDate(key) {
   return Number.isNaN(t) ? null : new Date(t);
 }
 
-const minuteFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const minuteFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit" });
 
 /** Minutes from the first to the last key with data, zeros filled in. */
 function series(perMinute) {

@@ -29,15 +29,22 @@ export class VirtualList {
     new ResizeObserver(() => this.schedule()).observe(viewport);
   }
 
-  /** Replace the list. `anchor`: keep the row at the top of the view in place when
-   * rows were added above it (live items while the moderator reads further down). */
-  setIds(ids, { addedAbove = 0 } = {}) {
+  /** Replace the list. `shift`: rows added (or, negative, removed) above the view;
+   * when the moderator reads further down, the rows they read stay where they are.
+   * At the top, new rows simply push the others down. */
+  setIds(ids, { shift = 0 } = {}) {
     this.ids = ids;
     this.sizer.style.height = `${ids.length * this.rowHeight}px`;
-    if (addedAbove > 0 && this.viewport.scrollTop > this.rowHeight / 2) {
-      this.viewport.scrollTop += addedAbove * this.rowHeight;
+    if (shift !== 0 && this.viewport.scrollTop > this.rowHeight / 2) {
+      this.viewport.scrollTop = Math.max(0, this.viewport.scrollTop + shift * this.rowHeight);
     }
     this.render();
+  }
+
+  /** Forget every rendered row (their ids may mean other messages now). */
+  reset() {
+    for (const row of this.rows.values()) row.el.remove();
+    this.rows.clear();
   }
 
   schedule() {
@@ -74,7 +81,7 @@ export class VirtualList {
         const el = this.renderRow(id);
         if (row) row.el.replaceWith(el);
         else fragment.append(el);
-        row = { el, key, index: -1 };
+        row = { el, key, index: -1, size: -1 };
         this.rows.set(id, row);
       }
       if (row.index !== i) {
@@ -82,7 +89,10 @@ export class VirtualList {
         row.el.style.transform = `translateY(${i * this.rowHeight}px)`;
         row.el.setAttribute("aria-posinset", String(i + 1));
       }
-      row.el.setAttribute("aria-setsize", String(this.ids.length));
+      if (row.size !== this.ids.length) {
+        row.size = this.ids.length;
+        row.el.setAttribute("aria-setsize", String(row.size));
+      }
       if (this.decorate) this.decorate(row.el, id);
     }
     for (const [id, row] of this.rows) {

@@ -95,17 +95,30 @@ function trim() {
   for (const id of pool.keys()) if (!keep.has(id)) pool.delete(id);
 }
 
+let held = null; // items that arrive while a snapshot is on its way, applied after it
+
 async function loadSnapshot() {
-  const response = await fetch(`/api/wall/${encodeURIComponent(EVENT)}`, { headers: { Accept: "application/json" } });
-  if (!response.ok) throw new Error(`wall snapshot: ${response.status}`);
-  const data = await response.json();
-  pool = new Map();
-  pinned = null;
-  for (const m of data.items || []) upsert(m);
-  if (data.pinned) upsert(data.pinned);
-  offset = 0;
-  render();
-  return data;
+  held = held ?? [];
+  try {
+    const response = await fetch(`/api/wall/${encodeURIComponent(EVENT)}`, { headers: { Accept: "application/json" } });
+    if (!response.ok) throw new Error(`wall snapshot: ${response.status}`);
+    const data = await response.json();
+    pool = new Map();
+    pinned = null;
+    for (const m of data.items || []) upsert(m);
+    if (data.pinned) upsert(data.pinned);
+    offset = 0;
+    render();
+    const later = held.filter((item) => item.seq > data.last_seq);
+    held = null;
+    if (later.length) applyItems(later);
+    return data;
+  } catch (err) {
+    const waiting = held;
+    held = null;
+    if (waiting.length) applyItems(waiting); // better late than lost
+    throw err;
+  }
 }
 
 let reloading = null;
@@ -123,6 +136,10 @@ function reload() {
 }
 
 function applyItems(items) {
+  if (held) {
+    held.push(...items);
+    return;
+  }
   let arrived = false;
   let changed = false;
   let needReload = false;
