@@ -8,6 +8,7 @@ read the diff before committing it.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import re
 import sys
@@ -187,6 +188,23 @@ def test_text_output_has_no_control_characters() -> None:
     (post,) = export.render_post(stored([m]), fmt="text")
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e]", post)
     assert "1. AB @abisignorelli (retweeted 3×)\n   bell escape[31m red\n   next line\n" in post
+
+
+def test_rendering_leaves_the_garbage_collector_as_it_was(tmp_path: Path) -> None:
+    assert gc.isenabled()
+    export.render_post(stored())
+    assert gc.isenabled()
+    typo = tmp_path / "typo.md.j2"
+    typo.write_text("{{ itemz }}", encoding="utf-8")
+    with pytest.raises(BackchannelError):
+        export.render_post(stored(), template=typo)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        export.render_post(stored())
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # -- hostile input, judged by real parsers ------------------------------------------------------

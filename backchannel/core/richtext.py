@@ -237,7 +237,7 @@ _TAGS_AND_MENTIONS = {
 # link never contains whitespace, so token by token it finds the links the whole text has.
 _DOT_NAME = re.compile(r"\.[^\W\d_]{2}")
 _SLASHES = re.compile("//")
-_linkify = LinkifyIt()
+_LINKIFY = LinkifyIt()
 
 # (start, end, segment): a link whose URL failed the allowlist keeps its place, so nothing
 # inside it is linked, with segment None: it stays in the surrounding text.
@@ -245,7 +245,7 @@ _Span = tuple[int, int, Segment | None]
 
 _SCHEME = re.compile(r"https?:(?=//)", re.IGNORECASE)
 # linkify-it's own quick test for a schemeless host (one ending in a known TLD).
-_FUZZY_HOST = re.compile(_linkify.re["host_fuzzy_test"], re.IGNORECASE)
+_FUZZY_HOST = re.compile(_LINKIFY.re["host_fuzzy_test"], re.IGNORECASE)
 
 
 def _scheme_boundary(char: str) -> bool:
@@ -254,23 +254,32 @@ def _scheme_boundary(char: str) -> bool:
     return char in "<>｜" or (char != "_" and unicodedata.category(char)[0] in "PZC")
 
 
-@lru_cache(maxsize=8192)
 def _linkify_token(token: str) -> tuple[tuple[int, int, str], ...]:
     """The links linkify-it finds in one token, as (start, end, url)."""
-    # Cached: the same links recur across an event's messages (retweets, a shared slide deck).
-    # The full match costs tens of microseconds; a token holding one http(s) link and
-    # nothing else link-like needs only linkify-it's check of that scheme.
+    # Cached: the same links recur across an event's messages (retweets, a shared slide
+    # deck); a freak token of thousands of characters is not worth keeping.
+    return _linkify_cached(token) if len(token) <= 512 else _linkify(token)
+
+
+@lru_cache(maxsize=8192)
+def _linkify_cached(token: str) -> tuple[tuple[int, int, str], ...]:
+    return _linkify(token)
+
+
+def _linkify(token: str) -> tuple[tuple[int, int, str], ...]:
+    # linkify-it's full match costs tens of microseconds; a token holding one http(s)
+    # link and nothing else link-like needs only its check of that scheme.
     scheme = _SCHEME.search(token)
     if scheme is not None:
         at, tail = scheme.start(), scheme.end()
         head = token[:at]
         if at == 0 or (_scheme_boundary(head[-1]) and not _link_like(head)):
-            end = tail + _linkify.test_schema_at(token, scheme.group(), tail)
+            end = tail + _LINKIFY.test_schema_at(token, scheme.group(), tail)
             if end > tail + 2 and not _link_like(token[end:]):
                 return ((at, end, token[at:end]),)
     elif "@" not in token and not _FUZZY_HOST.search(token):
         return ()
-    return tuple((m.index, m.last_index, m.url) for m in _linkify.match(token) or ())
+    return tuple((m.index, m.last_index, m.url) for m in _LINKIFY.match(token) or ())
 
 
 def _link_like(text: str) -> bool:
