@@ -73,9 +73,10 @@ class Moderation:
     pinned: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredMessage:
-    """A message as the store holds it.
+    """A message as the store holds it. Treat it as immutable (not frozen for the
+    same reason as `Message`: exports build a hundred thousand of them).
 
     `repost_count` counts native retweets/boosts of it; `copy_count` counts manual
     "RT @x:" copies, and `copy_of` is set on such a copy (the URI it quotes).

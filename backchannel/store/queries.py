@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from backchannel.core.models import Change, Network, Status, StoredMessage
 from backchannel.errors import StoreError
-from backchannel.store.rows import EventInfo, aware, stored_from_row
+from backchannel.store.rows import EventInfo, aware, row_reader, stored_from_row
 from backchannel.store.schema import changes, messages
 
 if TYPE_CHECKING:
@@ -137,8 +137,9 @@ class QueryMixin:
             query = query.limit(limit)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=2000).execute(query)
+            pick = row_reader(result)
             for row in result:
-                yield stored_from_row(row, info.name)
+                yield stored_from_row(row, info.name, pick)
 
     def search(
         self: Store,

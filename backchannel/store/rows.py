@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,39 +74,71 @@ def next_seq(conn: sa.Connection, event_id: int) -> int:
     return seq
 
 
-def stored_from_row(row: Any, event: str) -> StoredMessage:
-    m = row._mapping
+_NETWORKS = {n.value: n for n in Network}
+
+
+@functools.cache
+def _moderation(status: str, starred: bool, answered: bool, pinned: bool) -> Moderation:
+    # Only 24 states exist: share them instead of building one per row.
+    return Moderation(Status(status), starred, answered, pinned)
+
+
+def _json_tuple(value: str) -> tuple[str, ...]:
+    return () if value == "[]" else tuple(orjson.loads(value))
+
+
+_NEEDED = (
+    "network", "network_id", "uri", "author_handle", "author_name", "text", "created_at", "permalink",
+    "reply_to", "repost_of", "hashtags", "mentions", "links", "raw", "id", "seq", "status", "starred",
+    "answered", "pinned", "is_question", "copy_of", "deleted", "repost_count", "copy_count",
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _getter(fields: tuple[str, ...]) -> operator.itemgetter[Any]:
+    """Picks the needed columns, in `_NEEDED` order, from rows with these fields (every
+    message query selects the repost and copy counts, if only as literal zeros)."""
+    where = {name: i for i, name in enumerate(fields)}
+    return operator.itemgetter(*(where[name] for name in _NEEDED))
+
+
+def row_reader(result: Any) -> operator.itemgetter[Any]:
+    """The column picker for every row of one result (see `stored_from_row`)."""
+    return _getter(tuple(result.keys()))
+
+
+def stored_from_row(row: Any, event: str, pick: operator.itemgetter[Any] | None = None) -> StoredMessage:
+    # Positional access: Row attribute and mapping access cost more than the rest here.
+    (network, network_id, uri, handle, name, text, created, permalink, reply_to, repost_of, hashtags,
+     mentions, links, raw, id_, seq, status, starred, answered, pinned, question, copy_of, deleted,
+     reposts, copies) = (pick or _getter(row._fields))(row)  # fmt: skip
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
     message = Message(
-        network=Network(m["network"]),
-        network_id=m["network_id"],
-        uri=m["uri"],
-        author_handle=m["author_handle"],
-        author_name=m["author_name"],
-        text=m["text"],
-        created_at=aware(m["created_at"]),
+        network=_NETWORKS[network],
+        network_id=network_id,
+        uri=uri,
+        author_handle=handle,
+        author_name=name,
+        text=text,
+        created_at=created,
         event=event,
-        permalink=m["permalink"],
-        reply_to=m["reply_to"],
-        repost_of=m["repost_of"],
-        hashtags=tuple(orjson.loads(m["hashtags"])),
-        mentions=tuple(orjson.loads(m["mentions"])),
-        links=tuple(orjson.loads(m["links"])),
-        raw=m["raw"],
-    )
-    moderation = Moderation(
-        status=Status(m["status"]),
-        starred=bool(m["starred"]),
-        answered=bool(m["answered"]),
-        pinned=bool(m["pinned"]),
+        permalink=permalink,
+        reply_to=reply_to,
+        repost_of=repost_of,
+        hashtags=_json_tuple(hashtags),
+        mentions=_json_tuple(mentions),
+        links=_json_tuple(links),
+        raw=raw,
     )
     return StoredMessage(
-        id=m["id"],
-        seq=m["seq"],
+        id=id_,
+        seq=seq,
         message=message,
-        moderation=moderation,
-        repost_count=int(m.get("repost_count") or 0),
-        is_question=bool(m["is_question"]),
-        copy_of=m["copy_of"],
-        copy_count=int(m.get("copy_count") or 0),
-        deleted=bool(m.get("deleted")),
+        moderation=_moderation(status, bool(starred), bool(answered), bool(pinned)),
+        repost_count=int(reposts or 0),
+        is_question=bool(question),
+        copy_of=copy_of,
+        copy_count=int(copies or 0),
+        deleted=bool(deleted),
     )
