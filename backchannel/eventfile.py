@@ -114,5 +114,7 @@ def build_sources(event: EventFile) -> list[Any]:
         source_type = SOURCE_TYPES[settings["network"]]
         if source_type.build is None:
             raise ConfigError(f"{source_type.network} sources cannot be built yet")
-        sources.append(source_type.build(event, settings))
+        # A builder may return several sources (one per hashtag, say).
+        built = source_type.build(event, settings)
+        sources.extend(built if isinstance(built, list) else [built])
     return sources
