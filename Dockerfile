@@ -7,4 +7,4 @@ COPY replay_data ./replay_data
 RUN pip install --no-cache-dir -e '.[postgres,redis]'
 ENV BACKCHANNEL_DB=sqlite:////data/backchannel.db
 EXPOSE 8080
-CMD ["backchannel", "events"]
+CMD ["backchannel", "serve", "--host", "0.0.0.0", "--port", "8080"]
