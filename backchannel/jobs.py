@@ -24,6 +24,7 @@ from backchannel.core.models import Change, StoredMessage
 from backchannel.sources.base import (
     Page,
     PollingSource,
+    SourceFinished,
     SourceState,
     StreamingSource,
     UpstreamError,
@@ -66,6 +67,11 @@ class SourceRunner:
         """Store a page and the cursor after it, then publish what was new."""
         for reason in page.rejected:
             log.warning("%s: skipped a malformed record: %s", self.key, reason)
+        if page.gap is not None:
+            # Recorded before the rows and the cursor: a crash in between reports the gap
+            # twice rather than not at all.
+            log.warning("%s: missed for good from %s to %s: %s", self.key, *page.gap)
+            await asyncio.to_thread(self.store.record_gap, self.event, self.key, *page.gap)
         cursor = (self.key, page.cursor) if page.cursor is not None else None
         result = await asyncio.to_thread(self.store.ingest, self.event, page.messages, cursor=cursor)
         changes: list[Change] = []
@@ -84,6 +90,7 @@ class SourceRunner:
             return
         source = self.source
         assert hasattr(source, "poll")
+        slept = False
         try:
             cursor = await asyncio.to_thread(self.store.cursor, self.key)
             while True:
@@ -91,7 +98,9 @@ class SourceRunner:
                 await self.store_page(page)
                 cursor = page.cursor if page.cursor is not None else cursor
                 if page.wait:
-                    await self._sleep_until(page.wait, "the network asked to wait")
+                    slept = await self._sleep_until(
+                        page.wait, "the network asked to wait", pace=getattr(source, "interval", 0.0)
+                    )
                     break
                 if not page.more:
                     break
@@ -99,11 +108,16 @@ class SourceRunner:
             await self.failed(exc)
             return
         self.failures = 0
-        if self.clock() >= self.not_before:
+        if not slept:
             await self._set_state(SourceState.COLLECTING)
 
     async def failed(self, exc: BaseException) -> float | None:
         """Record a failure and decide when to try again (None: not again)."""
+        if isinstance(exc, SourceFinished):
+            self.stopped = True
+            log.info("%s finished: %s", self.key, exc)
+            await self._set_state(SourceState.STOPPED, detail=str(exc))
+            return None
         error = exc if isinstance(exc, UpstreamError) else UpstreamError(f"{type(exc).__name__}: {exc}")
         self.failures += 1
         delay = retry_delay(error.kind, self.failures, upstream_wait=error.upstream_wait, rng=self.rng)
@@ -120,12 +134,17 @@ class SourceRunner:
         )
         return delay
 
-    async def _sleep_until(self, seconds: float, why: str) -> None:
+    async def _sleep_until(self, seconds: float, why: str, pace: float = 0.0) -> bool:
+        """Wait before the next request. A wait no longer than the source's own interval
+        is the network pacing us (YouTube's pollingIntervalMillis on every page): that
+        is collecting, not sleeping."""
         self.not_before = self.clock() + seconds
-        if seconds >= 1:
+        if seconds >= 1 and seconds > pace:
             await self._set_state(
                 SourceState.SLEEPING, detail=why, next_try=datetime.now(UTC) + timedelta(seconds=seconds)
             )
+            return True
+        return False
 
     async def run_stream(
         self, http: aiohttp.ClientSession, sleep: Callable[[float], object] = asyncio.sleep
@@ -148,6 +167,9 @@ class SourceRunner:
                     await sleep(delay)  # type: ignore[misc]
 
     async def _set_state(self, state: SourceState, **fields: object) -> None:
+        extra = getattr(self.source, "detail", None)  # e.g. YouTube's quota used today
+        if extra:
+            fields["detail"] = "; ".join(str(d) for d in (fields.get("detail"), extra) if d)
         self.state = state
         await asyncio.to_thread(self.store.set_source_state, self.event, self.key, state.value, **fields)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 import aiohttp
@@ -46,6 +47,8 @@ class Page:
     more: bool = False
     wait: float | None = None
     rejected: list[str] = field(default_factory=list)  # malformed records, logged and skipped
+    # (from, to, reason): messages of this span were missed and cannot be fetched again.
+    gap: tuple[datetime, datetime, str] | None = None
 
 
 class UpstreamError(BackchannelError):
@@ -62,6 +65,11 @@ class UpstreamError(BackchannelError):
     @property
     def kind(self) -> FailureKind:
         return classify(self.status)
+
+
+class SourceFinished(UpstreamError):
+    """The upstream has nothing more to give, ever (a live chat that ended): the runner
+    stops the source and shows it as stopped, not failing."""
 
 
 class PollingSource(Protocol):
