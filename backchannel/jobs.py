@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
+import sqlalchemy.exc
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from backchannel.core.backoff import FailureKind, retry_delay
@@ -33,6 +34,11 @@ from backchannel.sources.base import (
 from backchannel.store import Store
 
 log = logging.getLogger(__name__)
+
+# Failures a source recovers from by trying again later. A store that is briefly away
+# (PostgreSQL restarting) counts: the page and its cursor were not committed, so the
+# retry reads them again.
+RETRYABLE = (UpstreamError, aiohttp.ClientError, TimeoutError, sqlalchemy.exc.OperationalError)
 
 Publish = Callable[[str, list[StoredMessage | Change]], None]
 
@@ -104,7 +110,7 @@ class SourceRunner:
                     break
                 if not page.more:
                     break
-        except (UpstreamError, aiohttp.ClientError, TimeoutError) as exc:
+        except RETRYABLE as exc:
             await self.failed(exc)
             return
         self.failures = 0
@@ -153,6 +159,11 @@ class SourceRunner:
         back off after errors; a source that can also poll fills the gap first."""
         source = self.source
         assert hasattr(source, "stream")
+        if hasattr(source, "track"):
+            # Reposts, edits and deletes only apply to posts the source knows it matched.
+            network = getattr(source, "network", None)
+            known = await asyncio.to_thread(self.store.recent_uris, self.event, network=network)
+            source.track(known)
         while not self.stopped:
             if hasattr(source, "poll"):
                 await self.poll_once(http)
@@ -161,7 +172,7 @@ class SourceRunner:
                 await self._set_state(SourceState.COLLECTING)
                 await source.stream(http, cursor, self.store_page)
                 self.failures = 0
-            except (UpstreamError, aiohttp.ClientError, TimeoutError) as exc:
+            except RETRYABLE as exc:
                 delay = await self.failed(exc)
                 if delay is not None:
                     await sleep(delay)  # type: ignore[misc]

@@ -44,7 +44,9 @@ def _listing(info: EventInfo, *, collapse_copies: bool, include_deleted: bool = 
     """Messages of an event with their repost and copy counts."""
     reposts = (
         sa.select(messages.c.repost_of.label("uri"), sa.func.count().label("n"))
-        .where(messages.c.event_id == info.id, messages.c.repost_of.is_not(None))
+        .where(
+            messages.c.event_id == info.id, messages.c.repost_of.is_not(None), messages.c.deleted.is_(False)
+        )
         .group_by(messages.c.repost_of)
         .subquery()
     )
@@ -178,6 +180,19 @@ class QueryMixin:
         with self.engine.connect() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else stored_from_row(row, info.name)
+
+    def recent_uris(self: Store, event: str, *, network: str | None = None, limit: int = 50_000) -> list[str]:
+        """The newest stored URIs (reposts left out), oldest first: what a restarted
+        stream source needs to recognise reposts, edits and deletes of posts it matched."""
+        info = self.event(event)
+        query = sa.select(messages.c.uri).where(
+            messages.c.event_id == info.id, messages.c.repost_of.is_(None)
+        )
+        if network is not None:
+            query = query.where(messages.c.network == str(network))
+        with self.engine.connect() as conn:
+            uris = list(conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)).scalars())
+        return uris[::-1]
 
     def count(self: Store, event: str, *, include_reposts: bool = True) -> int:
         info = self.event(event, create=False)
