@@ -1,26 +1,27 @@
 """Fan-out: an event's items to every websocket watching it; publish never waits on a client.
 
-The hub keeps no history. The store is the truth: every message (and, later, every
-moderation change) has a per-event sequence number, and what a client missed is
+The hub keeps no history. The store is the truth: every message and every
+moderation change has a per-event sequence number, and what a client missed is
 read back from the store, never from the hub's memory. Live push is at most once;
 resume makes delivery exact. The frames are those of `backchannel.core.wire`.
 
 Design
 ------
 Publishing. `Hub.publish(event, items)` is a plain function: it appends the items
-to the event's pending list and returns. It is called in seq order per event (the
-pipeline's single writer does), from the event loop's thread.
+to the event's pending list and returns. It is called from the event loop's thread,
+in seq order per event (the server's writers hold one lock per event from commit to
+publish): a client resumes after the highest seq it has seen.
 
 Coalescing. The first publish after a quiet period is flushed at once, so an idle
 dashboard sees a message with no added latency. A publish within the window of the
 previous flush waits for the window's end, and everything published in the meantime
-goes out as one "items" frame. The window is `coalesce_window`, or `pace` times as
-long as the last flush took to reach every connection's socket if that is longer:
-a flush to 1,000 clients costs ~1,000 sends, so the window grows with the audience
-and fan-out never takes more than about 1/(1 + pace) of the loop, while a small
-audience keeps the short window. A flush applies each channel's view to the items
-and encodes them once per channel (not once per client); every subscriber of that
-channel gets the same bytes object appended to its queue.
+goes out as one "items" frame. The window is `coalesce_window` (30 ms), or `pace`
+times as long as the last flush took to reach every connection's socket if that is
+longer: a flush to 1,000 clients costs ~1,000 sends, so on a slow or overloaded
+machine the window grows and fan-out never takes more than about 1/(1 + pace) of
+the loop. A flush applies each channel's view to the items and encodes them once
+per channel (not once per client); every subscriber of that channel gets the same
+bytes object appended to its queue.
 
 One writer per connection. Each connection has a bounded queue and one writer task
 that drains it: it waits until the queue is non-empty, takes everything queued (up
@@ -40,10 +41,10 @@ Resuming. A connection is registered (live items buffer in its queue) before its
 backlog is read, and the backlog reader reports the event's head read before the
 items. So every item up to the head is in the backlog, and every item after it is
 in the queue (some earlier ones may be too): the backlog is sent up to the head, and
-the writer skips queued items at or below it. The client gets
-exactly what it missed, in order, without duplicate or gap, then "recovered". When
-it cannot (another epoch, a `since` beyond the head, more than `max_gap` seqs
-missed) it gets "reset" and reloads a snapshot; live items after the head follow.
+the writer skips queued items at or below it. The client gets exactly what it
+missed, in order, without duplicate or gap, then "recovered". When it cannot
+(another epoch, a `since` beyond the head, more than `max_gap` seqs missed) it gets
+"reset" and reloads a snapshot; live items after the head follow.
 
 Channels. A `Channel` is a view applied per item (a stored message or change in,
 a wire item or nothing out), the same on the live path and on the resume path: an
@@ -83,14 +84,16 @@ log = logging.getLogger(__name__)
 # Home Assistant's bound for pending messages per websocket: minutes of a busy
 # backchannel for a client that is merely slow, far less than a stalled one piles up.
 MAX_QUEUE = 4096
-# The shortest spacing of flushes under load: at most 100 frames a second per client,
-# while a message still reaches an idle dashboard at once (coalescing starts only
-# when publishes come closer than this).
-COALESCE_WINDOW = 0.010
-# Under load, wait twice as long as the last fan-out took before the next one: the
-# hub then spends at most a third of the loop fanning out, and clients (a benchmark's
-# 1,000 clients in one process, too) get frames no faster than they can be sent.
-PACE = 2.0
+# The shortest spacing of flushes under load, so at most ~33 frames a second per
+# client, while a message still reaches an idle dashboard at once (coalescing starts
+# only when publishes come closer than this). Measured on 2 cores with 1,000 clients
+# at 100 items/s (bench/hub_fanout.py): 20 ms sends ~47 frames/s per client, more than
+# a one-process load generator reads (p99 130 ms and up); 30 ms kept p99 near 100 ms.
+COALESCE_WINDOW = 0.030
+# Under load, wait at least as long as the last fan-out took before the next one, so
+# fan-out never takes more than half the loop, however large the audience or slow
+# the machine.
+PACE = 1.0
 # However slow fan-out gets, an item waits at most this long for its flush.
 MAX_WINDOW = 0.100
 # The most seqs a resume replays; past it a snapshot is cheaper than a replay.
