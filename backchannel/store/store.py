@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -117,6 +117,8 @@ class Store(QueryMixin, ModerationMixin, SourceMixin):
         self.url = normalise_url(url)
         self.engine = _make_engine(url)
         self.dialect = self.engine.dialect.name
+        self._added_here = 0  # rows this Store added (PostgreSQL statistics, see _note_growth)
+        self._analyse_at = 10_000
         if migrate:
             self.migrate()
 
@@ -221,26 +223,36 @@ class Store(QueryMixin, ModerationMixin, SourceMixin):
             base = lock_event(conn, info.id)
             if cursor is not None:
                 save_cursor(conn, info.id, *cursor)
-            self._stage(conn, staged)
-            returning = " RETURNING id, seq, uri" if want_rows else ""
-            columns = ", ".join(_STAGED_COLUMNS)
-            result = conn.exec_driver_sql(
-                f"INSERT INTO messages (event_id, seq, {columns}) "
-                f"SELECT {int(info.id)}, {int(base)} + row_number() OVER (ORDER BY s.ord), "
-                + ", ".join(f"s.{c}" for c in _STAGED_COLUMNS)
-                + f" FROM bc_staging s WHERE NOT EXISTS (SELECT 1 FROM messages m "
-                f"WHERE m.event_id = {int(info.id)} AND m.uri = s.uri) ORDER BY s.ord" + returning
-            )
-            if want_rows:
-                rows = result.fetchall()
-                added_count = len(rows)
-            else:
-                rows = []
-                added_count = result.rowcount
+            rows: Sequence[Any] | None = None
+            added_count = 0
+            if self.dialect == "sqlite":
+                added_count = self._insert_if_all_new(conn, info.id, base, staged)
+                if added_count and want_rows:
+                    rows = conn.exec_driver_sql(
+                        f"SELECT id, seq, uri FROM messages WHERE event_id = {int(info.id)} AND seq > {int(base)}"
+                    ).fetchall()
+            if not added_count:
+                self._stage(conn, staged)
+                returning = " RETURNING id, seq, uri" if want_rows else ""
+                columns = ", ".join(_STAGED_COLUMNS)
+                result = conn.exec_driver_sql(
+                    f"INSERT INTO messages (event_id, seq, {columns}) "
+                    f"SELECT {int(info.id)}, {int(base)} + row_number() OVER (ORDER BY s.ord), "
+                    + ", ".join(f"s.{c}" for c in _STAGED_COLUMNS)
+                    + f" FROM bc_staging s WHERE NOT EXISTS (SELECT 1 FROM messages m "
+                    f"WHERE m.event_id = {int(info.id)} AND m.uri = s.uri) ORDER BY s.ord" + returning
+                )
+                if want_rows:
+                    rows = result.fetchall()
+                    added_count = len(rows)
+                else:
+                    added_count = result.rowcount
+            rows = rows or []
             if added_count:
                 conn.execute(
                     sa.update(events).where(events.c.id == info.id).values(last_seq=base + added_count)
                 )
+                self._note_growth(conn, added_count)
                 copies = _resolve_copies(conn, info.id, [unique[r[2]] for r in rows] if want_rows else staged)
             else:
                 copies = {}
@@ -259,6 +271,43 @@ class Store(QueryMixin, ModerationMixin, SourceMixin):
         )
         return IngestResult(added, added_count, delivered - added_count)
 
+    def _note_growth(self, conn: sa.Connection, added: int) -> None:
+        """Refresh PostgreSQL's statistics each time what we added has doubled.
+
+        The known-row check is planned from them: with statistics saying the table is
+        nearly empty (as they do during a first bulk import, before autovacuum gets to
+        it), PostgreSQL reads every stored message of the event for each batch instead
+        of probing the unique index, and a million-row import slows to a crawl."""
+        if self.dialect != "postgresql":
+            return
+        self._added_here += added
+        if self._added_here >= self._analyse_at:
+            conn.exec_driver_sql("ANALYZE messages")
+            self._analyse_at = self._added_here * 2
+
+    def _insert_if_all_new(self, conn: sa.Connection, event_id: int, base: int, staged: list[Message]) -> int:
+        """SQLite's fast path: insert the batch directly, numbered in order. If any row
+        was already stored, undo it (numbering would have a gap) and return 0 so the
+        caller takes the staging path, which skips known rows before numbering."""
+        columns = ", ".join(_STAGED_COLUMNS)
+        placeholders = ", ".join("?" * (len(_STAGED_COLUMNS) + 2))
+        savepoint = conn.begin_nested()
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.executemany(
+            f"INSERT OR IGNORE INTO messages (event_id, seq, {columns}) VALUES ({placeholders})",
+            [
+                (event_id, base + i, *_staged_row(m, _sqlite_time(m.created_at)))
+                for i, m in enumerate(staged, 1)
+            ],
+        )
+        inserted = cursor.rowcount
+        cursor.close()
+        if inserted == len(staged):
+            savepoint.commit()
+            return inserted
+        savepoint.rollback()
+        return 0
+
     def _stage(self, conn: sa.Connection, staged: list[Message]) -> None:
         columns = ", ".join(_STAGED_COLUMNS)
         if self.dialect == "postgresql":
@@ -271,7 +320,7 @@ class Store(QueryMixin, ModerationMixin, SourceMixin):
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY bc_staging (ord, {columns}) FROM STDIN") as copy:
                 for ord_, m in enumerate(staged):
-                    copy.write_row(_staged_row(ord_, m, m.created_at))
+                    copy.write_row((ord_, *_staged_row(m, m.created_at)))
             cursor.close()
         else:
             conn.exec_driver_sql(
@@ -284,7 +333,7 @@ class Store(QueryMixin, ModerationMixin, SourceMixin):
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.executemany(
                 f"INSERT INTO bc_staging (ord, {columns}) VALUES ({placeholders})",
-                [_staged_row(i, m, _sqlite_time(m.created_at)) for i, m in enumerate(staged)],
+                [(i, *_staged_row(m, _sqlite_time(m.created_at))) for i, m in enumerate(staged)],
             )
             cursor.close()
 
@@ -330,9 +379,8 @@ def _sqlite_time(dt: datetime) -> str:
     return dt.replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _staged_row(ord_: int, m: Message, created: Any) -> tuple[Any, ...]:
+def _staged_row(m: Message, created: Any) -> tuple[Any, ...]:
     return (
-        ord_,
         m.network.value,
         m.network_id,
         m.uri,

@@ -46,7 +46,15 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", "uri", name="uq_messages_event_uri"),
         sa.UniqueConstraint("event_id", "seq", name="uq_messages_event_seq"),
     )
-    op.create_index("ix_messages_event_repost_of", "messages", ["event_id", "repost_of"])
+    # Partial: most messages are no repost, and an index entry per message would slow
+    # every insert for nothing.
+    op.create_index(
+        "ix_messages_event_repost_of",
+        "messages",
+        ["event_id", "repost_of"],
+        sqlite_where=sa.text("repost_of IS NOT NULL"),
+        postgresql_where=sa.text("repost_of IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
