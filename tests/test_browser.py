@@ -423,6 +423,34 @@ async def test_hostile_messages_render_as_inert_text(
     watch.check()
 
 
+async def test_sources_panel_shows_states_and_errors_as_text(
+    server: LiveServer, browser: Any, watch: PageWatch
+) -> None:
+    server.store.event("live")
+    page = await dashboard(browser, server, watch, "live")
+    await expect(page.locator("#sources")).to_have_text("No live sources (replay or import only).")
+
+    hostile = "<img src=x onerror=alert(1)>"
+    server.store.set_source_state("live", "mastodon:tag", "failing", last_error=hostile, collected=12)
+    server.store.set_source_state(
+        "live", "bluesky:search", "sleeping", next_try=datetime.now(UTC) + timedelta(minutes=2)
+    )
+    server.store.record_gap("live", "mastodon:tag", T0, T0 + timedelta(minutes=3), "<b>stream</b> dropped")
+    await page.reload()  # rather than wait for the 10 s poll
+
+    failing = page.locator('#sources .src[data-source="mastodon:tag"]')
+    await expect(failing.locator(".src-state")).to_have_text("failing")
+    await expect(failing.locator(".src-state")).to_have_class(re.compile(r"\bsrc-bad\b"))
+    await expect(failing.locator(".src-error")).to_have_text(hostile)
+    await expect(failing).to_contain_text("12 collected")
+    await expect(failing.locator(".src-gap")).to_contain_text("<b>stream</b> dropped")
+    sleeping = page.locator('#sources .src[data-source="bluesky:search"]')
+    await expect(sleeping.locator(".src-state")).to_have_class(re.compile(r"\bsrc-wait\b"))
+    await expect(sleeping.locator(".src-next")).to_contain_text("next try")
+    await assert_inert(page, scripts=1)
+    watch.check()
+
+
 async def test_the_dashboard_needs_a_login(server: LiveServer, browser: Any, watch: PageWatch) -> None:
     server.store.event("live")
     page = await open_page(browser, watch)

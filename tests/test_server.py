@@ -313,6 +313,54 @@ async def test_wall_api_is_public(served: Served, moderator: NewModerator) -> No
         assert resp.status == 200
 
 
+async def test_sources_api_reports_states_and_gaps(served: Served, moderator: NewModerator) -> None:
+    anonymous = await moderator(None)
+    async with anonymous.http.get(served.url(f"/api/events/{EVENT}/sources")) as resp:
+        assert resp.status == 401
+        assert (await resp.json()) == {"error": "login required"}
+
+    alice = await moderator("alice")
+    async with alice.http.get(served.url(f"/api/events/{EVENT}/sources")) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"sources": [], "gaps": []}
+
+    next_try = T0 + timedelta(minutes=5)
+    served.store.set_source_state(
+        EVENT,
+        "x:search",
+        "backing off",
+        detail="rate limited",
+        last_error="HTTP 503",
+        next_try=next_try,
+        collected=7,
+    )
+    served.store.record_gap(EVENT, "x:search", T0, T0 + timedelta(minutes=3), "stream dropped")
+    async with alice.http.get(served.url(f"/api/events/{EVENT}/sources")) as resp:
+        assert resp.status == 200
+        body = await resp.json()
+    [source] = body["sources"]
+    updated_at = source.pop("updated_at")
+    assert datetime.fromisoformat(updated_at).tzinfo is not None
+    assert source == {
+        "source": "x:search",
+        "state": "backing off",
+        "detail": "rate limited",
+        "last_error": "HTTP 503",
+        "next_try": next_try.isoformat(),
+        "collected": 7,
+    }
+    assert body["gaps"] == [
+        {
+            "source": "x:search",
+            "from": T0.isoformat(),
+            "to": (T0 + timedelta(minutes=3)).isoformat(),
+            "reason": "stream dropped",
+        }
+    ]
+    async with alice.http.get(served.url("/api/events/nosuch/sources")) as resp:
+        assert resp.status == 404
+
+
 # -- 3. CSRF and origin on writes -------------------------------------------------------------
 
 

@@ -238,6 +238,40 @@ async def stats(request: web.Request) -> web.Response:
     return json_response(current.as_json())
 
 
+async def sources(request: web.Request) -> web.Response:
+    """The live sources collecting for this event, their states, and the spans they missed."""
+    await require_moderator(request)
+    info = await _event_info(request)
+    store = request.app[STORE]
+
+    def read() -> dict[str, Any]:
+        return {
+            "sources": [
+                {
+                    "source": s.source,
+                    "state": s.state,
+                    "detail": s.detail,
+                    "last_error": s.last_error,
+                    "next_try": s.next_try.isoformat() if s.next_try else None,
+                    "collected": s.collected,
+                    "updated_at": s.updated_at.isoformat(),
+                }
+                for s in store.source_states(info.name)
+            ],
+            "gaps": [
+                {
+                    "source": g.source,
+                    "from": g.gap_from.isoformat(),
+                    "to": g.gap_to.isoformat(),
+                    "reason": g.reason,
+                }
+                for g in store.gaps(info.name)
+            ],
+        }
+
+    return json_response(await asyncio.to_thread(read))
+
+
 async def wall_messages(request: web.Request) -> web.Response:
     """Public: the newest messages the wall may show, and the pinned one."""
     info = await _event_info(request)
@@ -276,6 +310,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/api/events/{event}/questions", list_questions),
         web.get("/api/events/{event}/stats", stats),
         web.get("/api/events/{event}/settings", settings),
+        web.get("/api/events/{event}/sources", sources),
         web.post("/api/events/{event}/moderate", moderate),
         web.post("/api/events/{event}/event-actions", moderate_event),
         web.get("/api/wall/{event}", wall_messages),

@@ -63,6 +63,9 @@ export class Api {
   settings() {
     return this.get("/settings");
   }
+  sources() {
+    return this.get("/sources");
+  }
   moderate(action, ids) {
     return this.post("/moderate", { action, ids });
   }

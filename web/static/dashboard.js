@@ -12,7 +12,7 @@ import {
   EVENT_ACTIONS, MESSAGE, MODERATION, Messages, filterParams, inQuestionQueue, insertBySeq, isCollapsed,
   matches, wallRules,
 } from "./model.js";
-import { renderActivity, renderQuestions, renderRules } from "./panels.js";
+import { renderActivity, renderQuestions, renderRules, renderSources } from "./panels.js";
 import { messageRow } from "./rows.js";
 import { renderStats } from "./stats.js";
 import { VirtualList } from "./vlist.js";
@@ -20,6 +20,7 @@ import { VirtualList } from "./vlist.js";
 const PAGE = 200; // the API's largest page
 const STATS_THROTTLE_MS = 4000; // at most one stats request per this, while items flow
 const STATS_EVERY_MS = 30_000; // and this often anyway
+const SOURCES_EVERY_MS = 10_000; // the live sources' states
 const LOAD_OLDER_WITHIN = 30; // rows from the end of the list that trigger the next page
 const FLASH_MS = 2500; // how long a row changed by another moderator is highlighted
 
@@ -49,6 +50,8 @@ const els = {
   muted: $("#muted"),
   toasts: $("#toasts"),
   statsUpdated: $("#stats-updated"),
+  sources: $("#sources"),
+  sourcesUpdated: $("#sources-updated"),
   stats: {
     totals: $("#totals"),
     chart: $("#chart"),
@@ -323,6 +326,20 @@ async function loadStats() {
 
 function scheduleStats() {
   if (!statsTimer) statsTimer = setTimeout(loadStats, STATS_THROTTLE_MS);
+}
+
+let sourcesLoading = false;
+async function loadSources() {
+  if (sourcesLoading) return;
+  sourcesLoading = true;
+  try {
+    renderSources(els.sources, await api.sources());
+    els.sourcesUpdated.textContent = `updated ${clock(new Date().toISOString(), { seconds: true })}`;
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 0)) console.warn("backchannel: sources", err);
+  } finally {
+    sourcesLoading = false;
+  }
 }
 
 // -- live items --------------------------------------------------------------------
@@ -757,6 +774,7 @@ document.addEventListener("keydown", (event) => {
 
 async function boot() {
   performance.mark("bc:start");
+  loadSources();
   try {
     const [page] = await Promise.all([loadFirstPage(), loadSettings()]);
     requestAnimationFrame(() => performance.mark("bc:first-rows")); // the frame that paints them
@@ -770,6 +788,7 @@ async function boot() {
     report("Could not load the event", err);
   }
   setInterval(loadStats, STATS_EVERY_MS);
+  setInterval(loadSources, SOURCES_EVERY_MS);
 }
 
 boot();

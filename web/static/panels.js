@@ -1,4 +1,4 @@
-// The dashboard's side panels: question queue, moderator activity, wall rules.
+// The dashboard's side panels: question queue, moderator activity, wall rules, sources.
 // Rebuilt whole on change (they hold at most a few hundred entries); text as text.
 
 import { clear, clock, fullTime, h, networkLabel, richText } from "./dom.js";
@@ -87,4 +87,52 @@ export function renderRules(blockedList, mutedList, rules, act) {
   clear(mutedList);
   for (const term of rules.muted) mutedList.append(ruleItem(`“${term}”`, "Unmute", () => act("unmute", term)));
   if (!rules.muted.length) mutedList.append(h("li", { class: "muted small", text: "No muted terms." }));
+}
+
+// A source's state (backchannel/sources/base.py SourceState) to its badge's colour.
+const STATE_CLASS = {
+  collecting: "src-ok",
+  sleeping: "src-wait",
+  "backing off": "src-wait",
+  failing: "src-bad",
+  stopped: "src-off",
+};
+
+export function renderSources(list, data) {
+  clear(list);
+  const sources = Array.isArray(data?.sources) ? data.sources : [];
+  const gaps = Array.isArray(data?.gaps) ? data.gaps : [];
+  if (!sources.length) {
+    list.append(h("li", { class: "muted small", text: "No live sources (replay or import only)." }));
+    return;
+  }
+  for (const s of sources) {
+    const state = String(s.state ?? "?");
+    const count = Number(s.collected) || 0;
+    const item = h(
+      "li",
+      { class: "src", dataset: { source: String(s.source ?? "") } },
+      h(
+        "div",
+        { class: "src-head" },
+        h("bdi", { class: "src-name", text: String(s.source ?? "") }),
+        h("span", { class: `src-state ${STATE_CLASS[state] || "src-off"}`, text: state }),
+        h("span", { class: "src-count muted", text: `${count.toLocaleString()} collected`, title: `updated ${fullTime(s.updated_at)}` }),
+      ),
+    );
+    const notes = [];
+    if (s.detail) notes.push(h("span", { class: "src-detail", text: String(s.detail) }));
+    if (s.next_try) notes.push(h("span", { class: "src-next", text: `next try ${clock(s.next_try, { seconds: true })}`, title: fullTime(s.next_try) }));
+    if (notes.length) item.append(h("div", { class: "src-notes muted small" }, notes));
+    if (s.last_error) item.append(h("p", { class: "src-error", text: String(s.last_error) }));
+    for (const g of gaps.filter((gap) => gap.source === s.source)) {
+      item.append(h("p", { class: "src-gap small", text: `gap ${clock(g.from)}–${clock(g.to)}: ${g.reason ?? ""}`, title: `${fullTime(g.from)} – ${fullTime(g.to)}` }));
+    }
+    list.append(item);
+  }
+  // Gaps recorded by a source that no longer reports a state.
+  const known = new Set(sources.map((s) => s.source));
+  for (const g of gaps.filter((gap) => !known.has(gap.source))) {
+    list.append(h("li", { class: "src src-gap small" }, h("bdi", { text: String(g.source ?? "") }), `: gap ${clock(g.from)}–${clock(g.to)}: ${g.reason ?? ""}`));
+  }
 }
