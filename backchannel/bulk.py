@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from backchannel.core.models import Message
@@ -47,10 +47,11 @@ def bulk_ingest(
     stats = ImportStats()
     info = store.event(event)
     if store.dialect == "sqlite":
-        return _ingest_inline(store, info, items, batch_size or 5000, on_rejected, stats)
+        for batch in _batches(items, batch_size or 5000, stats, on_rejected):
+            _write(store, info, batch, stats)
+        return stats
     # PostgreSQL pays a round trip and a statement plan per batch: larger batches, fewer
     # of them in flight (memory stays under a few tens of MiB).
-    batch_size = batch_size or 20_000
     batches: queue.Queue[object] = queue.Queue(maxsize=2)
     failure: list[BaseException] = []
 
@@ -58,9 +59,7 @@ def bulk_ingest(
         try:
             while (batch := batches.get()) is not _DONE:
                 assert isinstance(batch, list)
-                result = store.ingest(info, batch, want_rows=False)
-                stats.added += result.added_count
-                stats.duplicates += result.duplicates
+                _write(store, info, batch, stats)
         except BaseException as exc:  # reported to the reader below
             failure.append(exc)
             while batches.get() is not _DONE:  # keep the reader from blocking
@@ -68,21 +67,10 @@ def bulk_ingest(
 
     thread = threading.Thread(target=writer, name="backchannel-import-writer", daemon=True)
     thread.start()
-    batch: list[Message] = []
     try:
-        for item in items:
-            if isinstance(item, Rejected):
-                stats.rejected.append(item)
-                if on_rejected:
-                    on_rejected(item)
-                continue
-            batch.append(item)
-            if len(batch) >= batch_size:
-                batches.put(batch)
-                batch = []
-                if failure:
-                    break
-        if batch and not failure:
+        for batch in _batches(items, batch_size or 20_000, stats, on_rejected):
+            if failure:
+                break
             batches.put(batch)
     finally:
         batches.put(_DONE)
@@ -92,22 +80,14 @@ def bulk_ingest(
     return stats
 
 
-def _ingest_inline(
-    store: Store,
-    info: EventInfo,
+def _batches(
     items: Iterable[Message | Rejected],
-    batch_size: int,
-    on_rejected: Callable[[Rejected], None] | None,
+    size: int,
     stats: ImportStats,
-) -> ImportStats:
+    on_rejected: Callable[[Rejected], None] | None,
+) -> Iterator[list[Message]]:
+    """The archive's messages in lists of `size`; rejected records are counted and reported."""
     batch: list[Message] = []
-
-    def write() -> None:
-        result = store.ingest(info, batch, want_rows=False)
-        stats.added += result.added_count
-        stats.duplicates += result.duplicates
-        batch.clear()
-
     for item in items:
         if isinstance(item, Rejected):
             stats.rejected.append(item)
@@ -115,8 +95,14 @@ def _ingest_inline(
                 on_rejected(item)
             continue
         batch.append(item)
-        if len(batch) >= batch_size:
-            write()
+        if len(batch) >= size:
+            yield batch
+            batch = []
     if batch:
-        write()
-    return stats
+        yield batch
+
+
+def _write(store: Store, info: EventInfo, batch: list[Message], stats: ImportStats) -> None:
+    result = store.ingest(info, batch, want_rows=False)
+    stats.added += result.added_count
+    stats.duplicates += result.duplicates
