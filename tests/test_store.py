@@ -153,3 +153,14 @@ def test_schema_module_matches_migrations(db_url: str) -> None:
         for table in metadata.sorted_tables:
             migrated = {c["name"] for c in inspector.get_columns(table.name)}
             assert migrated == {c.name for c in table.columns}, table.name
+
+
+def test_large_batches_with_a_known_message_fall_back_without_gaps(store: Store) -> None:
+    first = store.ingest("slz", [msg(i) for i in range(1500)], want_rows=False)
+    assert first.added_count == 1500
+    # One known message in a large batch: the direct insert is undone and the batch
+    # goes the careful way, numbered without a gap.
+    second = store.ingest("slz", [msg(i) for i in range(1499, 3000)])
+    assert second.added_count == 1500 and second.duplicates == 1
+    assert [m.seq for m in second.added] == list(range(1501, 3001))
+    assert store.count("slz") == 3000

@@ -51,9 +51,11 @@ def is_question(text: str) -> bool:
     # The common case, no question mark and no URL, needs neither substitution.
     if "?" in text and "?" in (_URL.sub(" ", text) if "://" in text or "www." in text else text):
         return True
-    words = opening_words(text)
-    if not words:
+    match = _OPENING.match(text)
+    if not match:
         return False
-    if words[0] in WH_WORDS:
+    first, second = match.groups()
+    first = first.lower()
+    if first in WH_WORDS:
         return True
-    return words[0] in AUXILIARIES and len(words) > 1 and words[1] not in NOT_A_SUBJECT
+    return first in AUXILIARIES and second is not None and second.lower() not in NOT_A_SUBJECT
