@@ -283,7 +283,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await replay(messages, pipeline_for(app, "slz", batch_size=50), speed=args.speed)
             log.info("the #slz replay has finished: %d messages", len(messages))
 
-        app = create_app(store, security=_security_settings(), background=[replay_slz])
+        security = _security_settings()
+        if not security.secret:
+            # The demo's database is new each run, so its sessions may as well be too.
+            from dataclasses import replace
+
+            from cryptography.fernet import Fernet
+
+            security = replace(security, secret=Fernet.generate_key().decode())
+        app = create_app(store, security=security, background=[replay_slz])
         base = f"http://{args.host}:{args.port}"
 
         def ready() -> None:
