@@ -22,6 +22,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from backchannel.core.backoff import FailureKind, retry_delay
 from backchannel.core.models import Change, StoredMessage
+from backchannel.leases import RETRY as LEASE_RETRY
+from backchannel.leases import Leases, LocalLeases, leases_for
 from backchannel.sources.base import (
     Page,
     PollingSource,
@@ -53,7 +55,9 @@ class SourceRunner:
         publish: Publish | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        leases: Leases | None = None,
     ) -> None:
+        self.leases = leases or LocalLeases()
         self.store = store
         self.event = event
         self.source = source
@@ -93,6 +97,9 @@ class SourceRunner:
     async def poll_once(self, http: aiohttp.ClientSession) -> None:
         """One scheduled poll: drain every page available now."""
         if self.stopped or self.clock() < self.not_before:
+            return
+        if not await self.leases.hold(self.key):
+            await self._standby()
             return
         source = self.source
         assert hasattr(source, "poll")
@@ -165,6 +172,10 @@ class SourceRunner:
             known = await asyncio.to_thread(self.store.recent_uris, self.event, network=network)
             source.track(known)
         while not self.stopped:
+            if not await self.leases.hold(self.key):
+                await self._standby()
+                await sleep(LEASE_RETRY)  # type: ignore[misc]
+                continue
             if hasattr(source, "poll"):
                 await self.poll_once(http)
             try:
@@ -176,6 +187,10 @@ class SourceRunner:
                 delay = await self.failed(exc)
                 if delay is not None:
                     await sleep(delay)  # type: ignore[misc]
+
+    async def _standby(self) -> None:
+        if self.state is not SourceState.STANDBY:
+            await self._set_state(SourceState.STANDBY, detail="another instance collects this source")
 
     async def _set_state(self, state: SourceState, **fields: object) -> None:
         extra = getattr(self.source, "detail", None)  # e.g. YouTube's quota used today
@@ -195,8 +210,11 @@ class Collector:
         sources: list[PollingSource | StreamingSource],
         *,
         publish: Publish | None = None,
+        leases: Leases | None = None,
     ) -> None:
-        self.runners = [SourceRunner(store, event, s, publish=publish) for s in sources]
+        # Several app instances on one PostgreSQL database: each source runs in one of them.
+        self.leases = leases or leases_for(store.url)
+        self.runners = [SourceRunner(store, event, s, publish=publish, leases=self.leases) for s in sources]
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._http: aiohttp.ClientSession | None = None
         self._streams: list[asyncio.Task[None]] = []
@@ -230,3 +248,4 @@ class Collector:
             runner.stopped = True
         if self._http is not None:
             await self._http.close()
+        await self.leases.close()

@@ -28,6 +28,7 @@ class SourceState(enum.StrEnum):
     BACKING_OFF = "backing off"  # after an error, until the next try
     FAILING = "failing"  # stopped: needs a person (bad credentials, forbidden)
     STOPPED = "stopped"
+    STANDBY = "standby"  # another app instance holds this source's lease
 
 
 @dataclass(slots=True)
