@@ -189,7 +189,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                     await collector.stop()
 
             background.append(collect)
-        app = create_app(store, security=_security_settings(), background=background)
+        app = create_app(
+            store,
+            security=_security_settings(),
+            background=background,
+            redis_url=config.setting("redis"),
+        )
         url = f"http://{args.host}:{args.port}/"
         run(app, args.host, args.port, on_ready=lambda: print(f"backchannel serving on {url}", flush=True))
     return EXIT_OK
@@ -291,7 +296,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             from cryptography.fernet import Fernet
 
             security = replace(security, secret=Fernet.generate_key().decode())
-        app = create_app(store, security=security, background=[replay_slz])
+        app = create_app(store, security=security, background=[replay_slz], redis_url=config.setting("redis"))
         base = f"http://{args.host}:{args.port}"
 
         def ready() -> None:

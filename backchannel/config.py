@@ -40,6 +40,11 @@ SETTINGS: tuple[Setting, ...] = (
         "auto",
         "`true` to mark cookies Secure and name them `__Host-…` (behind HTTPS), `false` for plain HTTP, `auto` to decide per request.",
     ),
+    Setting(
+        "redis",
+        "",
+        "Redis URL (`redis://…`) to fan out live items across several app instances; unset: in-process hub.",
+    ),
 )
 
 

@@ -15,10 +15,12 @@ from typing import Any
 from aiohttp import web
 
 from backchannel.core.models import StoredMessage
+from backchannel.fanout import RedisFanout
 from backchannel.hub import Hub
 from backchannel.pipeline import Pipeline
 from backchannel.server import api, pages, ws
 from backchannel.server.keys import (
+    FANOUT,
     HUB,
     SOCKETS,
     STATS,
@@ -26,6 +28,7 @@ from backchannel.server.keys import (
     TEMPLATES,
     WALLS,
     WRITE_LOCKS,
+    deliver,
     publish,
     write_lock,
 )
@@ -44,7 +47,11 @@ def create_app(
     security: SecuritySettings | None = None,
     hub: Hub | None = None,
     background: list[Background] | None = None,
+    redis_url: str = "",
+    fanout: RedisFanout | None = None,
 ) -> web.Application:
+    """`redis_url` (or a `fanout` built by the caller, e.g. with its own stream prefix)
+    fans live items out across processes; without either, the hub is in-process."""
     app = web.Application(client_max_size=64 * 1024)
     app[STORE] = store
     app[HUB] = hub or Hub()
@@ -53,6 +60,11 @@ def create_app(
     app[WALLS] = {}
     app[SOCKETS] = {}
     app[WRITE_LOCKS] = {}
+    if fanout is None and redis_url:
+        fanout = RedisFanout(redis_url)
+    if fanout is not None:
+        app[FANOUT] = fanout
+        app.cleanup_ctx.append(_fanout_context)
     setup_security(app, security or SecuritySettings())
     app.add_routes(pages.routes() + api.routes() + ws.routes())
     for job in background or ():
@@ -77,6 +89,14 @@ class _ServedPipeline(Pipeline):
     async def flush(self) -> list[StoredMessage]:
         async with write_lock(self._app, self.event):
             return await super().flush()
+
+
+async def _fanout_context(app: web.Application) -> AsyncIterator[None]:
+    # Started before the background jobs (which may publish), stopped after them.
+    fanout = app[FANOUT]
+    await fanout.start(lambda event, items, rules: deliver(app, event, items, rules))
+    yield
+    await fanout.close()
 
 
 def _as_context(job: Background) -> Callable[[web.Application], AsyncIterator[None]]:

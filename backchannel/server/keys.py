@@ -10,6 +10,8 @@ from aiohttp import web
 
 from backchannel.core.models import Change, StoredMessage
 from backchannel.core.moderation import WallRules
+from backchannel.core.wire import Publishable
+from backchannel.fanout import RedisFanout
 from backchannel.hub import AiohttpConnection, Hub, WallChannel
 from backchannel.server.stats_cache import StatsCache
 from backchannel.store import Store
@@ -22,6 +24,8 @@ WALLS = web.AppKey("walls", dict[str, WallChannel])
 # Each logged-in user's open dashboard sockets, to close at logout.
 SOCKETS = web.AppKey("sockets", dict[str, set[AiohttpConnection]])
 WRITE_LOCKS = web.AppKey("write_locks", dict[str, asyncio.Lock])
+# Set when a Redis URL is configured: publish goes through Redis to every process.
+FANOUT = web.AppKey("fanout", RedisFanout)
 
 
 def write_lock(app: web.Application, event: str) -> asyncio.Lock:
@@ -50,6 +54,21 @@ def publish(
     """
     if not items:
         return
+    fanout = app.get(FANOUT)
+    if fanout is not None:
+        # Every process, this one included, delivers what it reads back from Redis.
+        fanout.publish(event, items, wall_rules=wall_rules)
+    else:
+        deliver(app, event, items, wall_rules)
+
+
+def deliver(
+    app: web.Application,
+    event: str,
+    items: Sequence[Publishable],
+    wall_rules: WallRules | None = None,
+) -> None:
+    """Hand committed items to this process's stats, wall rules and hub."""
     app[STATS].add(event, [i for i in items if isinstance(i, StoredMessage)])
     wall = app[WALLS].get(event)
     if wall is not None and wall_rules is not None:

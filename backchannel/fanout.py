@@ -1,0 +1,323 @@
+"""Live items across processes: one Redis stream that every web process reads.
+
+The store is the truth (DESIGN.md, "Delivery"): a client that reconnects, to this
+process or another, resumes from the store by seq. Redis carries only the live news,
+so every process's hub can push what any process committed.
+
+Design
+------
+One stream, `{prefix}events`, for every event; an entry is one publish call: the
+event's name and its items, `XADD … MAXLEN ~ maxlen`. The items travel as the store
+values they are (stored messages and changes, JSON), not as wire items: a channel's
+view needs the message itself (the wall's `WallRules.visible` reads its status,
+author and text), so each process rebuilds the values and hands them to its own hub,
+whose channels apply their views exactly as for a local publish. The wall rules an
+event action brings travel with its entry, so every process's wall view changes at
+the same item.
+
+With Redis configured, a process does not publish to its own hub: `publish` only
+queues the entry, and every process, the publisher included, delivers what it reads
+back. Each local client thus gets each item once, in stream order.
+
+`publish` never waits (the server calls it under the event's write lock): it appends
+to a queue that one sender task drains in order, so entries enter the stream in the
+order publish was called, which is seq order per event within a process.
+
+Each process reads with `XREAD BLOCK` from the last id it has seen. It starts from the
+stream's last entry when the app starts (not from "$" at its first read, which would
+lose what was added in between): older entries are history, which clients get from
+the store. After a Redis outage the reader continues from its last id, so it loses
+nothing that `MAXLEN` kept. Live push stays at most once: an entry the sender could
+not write after a few tries is dropped (logged); clients get it on their next resume.
+
+Not solved here: two processes writing one event hold separate write locks, so their
+entries may reach the stream out of seq order (see the report of issue 5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as redis
+
+from backchannel.core.models import Change, Message, Moderation, Network, Status, StoredMessage
+from backchannel.core.moderation import WallRules
+from backchannel.core.record import format_time, parse_time
+from backchannel.core.wire import Publishable
+
+log = logging.getLogger(__name__)
+
+# What a process does with what it reads: the server updates its stats and wall
+# rules, then calls its hub's publish (`keys.deliver`).
+Deliver = Callable[[str, list[Publishable], WallRules | None], None]
+
+# How long one XREAD blocks; a shorter block only costs an idle round trip.
+BLOCK_MS = 5_000
+# The most entries one XREAD returns (one entry per publish call).
+READ_COUNT = 500
+# Entries queued for the sender beyond this are dropped (Redis down for long).
+MAX_PENDING = 10_000
+# Tries per entry before the sender drops it; and the pause between tries.
+SEND_TRIES = 5
+RETRY_DELAY = 0.5
+
+
+# -- values as JSON ------------------------------------------------------------------------
+
+
+def _message(m: Message) -> dict[str, Any]:
+    # `raw` is left out: it is large, and no channel view reads it.
+    return {
+        "network": m.network.value,
+        "network_id": m.network_id,
+        "uri": m.uri,
+        "author_handle": m.author_handle,
+        "author_name": m.author_name,
+        "text": m.text,
+        "created_at": format_time(m.created_at),
+        "event": m.event,
+        "permalink": m.permalink,
+        "reply_to": m.reply_to,
+        "repost_of": m.repost_of,
+        "hashtags": m.hashtags,
+        "mentions": m.mentions,
+        "links": m.links,
+    }
+
+
+def _message_from(d: dict[str, Any]) -> Message:
+    return Message(
+        network=Network(d["network"]),
+        network_id=d["network_id"],
+        uri=d["uri"],
+        author_handle=d["author_handle"],
+        author_name=d["author_name"],
+        text=d["text"],
+        created_at=parse_time(d["created_at"]),
+        event=d["event"],
+        permalink=d["permalink"],
+        reply_to=d["reply_to"],
+        repost_of=d["repost_of"],
+        hashtags=tuple(d["hashtags"]),
+        mentions=tuple(d["mentions"]),
+        links=tuple(d["links"]),
+    )
+
+
+def _stored(s: StoredMessage) -> dict[str, Any]:
+    mod = s.moderation
+    return {
+        "id": s.id,
+        "seq": s.seq,
+        "message": _message(s.message),
+        "moderation": [mod.status.value, mod.starred, mod.answered, mod.pinned],
+        "repost_count": s.repost_count,
+        "is_question": s.is_question,
+        "copy_of": s.copy_of,
+        "copy_count": s.copy_count,
+        "deleted": s.deleted,
+    }
+
+
+def _stored_from(d: dict[str, Any]) -> StoredMessage:
+    status, starred, answered, pinned = d["moderation"]
+    return StoredMessage(
+        id=d["id"],
+        seq=d["seq"],
+        message=_message_from(d["message"]),
+        moderation=Moderation(Status(status), starred, answered, pinned),
+        repost_count=d["repost_count"],
+        is_question=d["is_question"],
+        copy_of=d["copy_of"],
+        copy_count=d["copy_count"],
+        deleted=d["deleted"],
+    )
+
+
+def encode_value(value: Publishable) -> dict[str, Any]:
+    if isinstance(value, StoredMessage):
+        return {"t": "m", **_stored(value)}
+    if isinstance(value, Change):
+        return {
+            "t": "c",
+            "seq": value.seq,
+            "action": value.action,
+            "actor": value.actor,
+            "created_at": format_time(value.created_at),
+            "message": None if value.message is None else _stored(value.message),
+            "subject": value.subject,
+            "action_id": value.action_id,
+            "replayed": value.replayed,
+        }
+    return {"t": "i", "item": value}  # a prebuilt wire item (benchmarks, tools)
+
+
+def decode_value(d: dict[str, Any]) -> Publishable:
+    match d["t"]:
+        case "m":
+            return _stored_from(d)
+        case "c":
+            return Change(
+                seq=d["seq"],
+                action=d["action"],
+                actor=d["actor"],
+                created_at=parse_time(d["created_at"]),
+                message=None if d["message"] is None else _stored_from(d["message"]),
+                subject=d["subject"],
+                action_id=d["action_id"],
+                replayed=d["replayed"],
+            )
+        case "i":
+            item: dict[str, Any] = d["item"]
+            return item
+    raise ValueError(f"unknown value type {d['t']!r}")
+
+
+def encode_rules(rules: WallRules) -> dict[str, Any]:
+    return {
+        "premoderation": rules.premoderation,
+        "blocked": sorted(rules.blocked),
+        "muted": rules.muted,
+    }
+
+
+def decode_rules(d: dict[str, Any]) -> WallRules:
+    return WallRules(
+        premoderation=d["premoderation"],
+        blocked=frozenset((network, handle) for network, handle in d["blocked"]),
+        muted=tuple(d["muted"]),
+    )
+
+
+def encode_entry(
+    event: str, items: Sequence[Publishable], wall_rules: WallRules | None = None
+) -> dict[bytes, bytes]:
+    body: dict[str, Any] = {"items": [encode_value(v) for v in items]}
+    if wall_rules is not None:
+        body["wall_rules"] = encode_rules(wall_rules)
+    return {b"event": event.encode(), b"body": orjson.dumps(body)}
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> tuple[str, list[Publishable], WallRules | None]:
+    body = orjson.loads(fields[b"body"])
+    rules = body.get("wall_rules")
+    return (
+        fields[b"event"].decode(),
+        [decode_value(v) for v in body["items"]],
+        None if rules is None else decode_rules(rules),
+    )
+
+
+# -- the feed ------------------------------------------------------------------------------
+
+
+class RedisFanout:
+    """Publish to one Redis stream; read it back in each process and deliver locally.
+
+    `start(deliver)` connects, notes where the stream ends and starts the reader and
+    the sender; `close()` stops them (after a short drain of what is queued).
+    """
+
+    def __init__(self, url: str, *, stream_prefix: str = "backchannel:", maxlen: int = 100_000) -> None:
+        self.url = url
+        self.stream = f"{stream_prefix}events"
+        self.maxlen = maxlen
+        self._redis = redis.Redis.from_url(url)
+        self._pending: deque[dict[bytes, bytes]] = deque()
+        self._wake = asyncio.Event()
+        self._last_id: Any = b"0-0"  # an entry id, as redis-py returns it
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent = 0
+        self.received = 0
+        self.dropped = 0
+
+    def publish(
+        self, event: str, items: Sequence[Publishable], *, wall_rules: WallRules | None = None
+    ) -> None:
+        """Queue one entry for the stream (never waits); the sender writes it in order."""
+        if not items and wall_rules is None:
+            return
+        if len(self._pending) >= MAX_PENDING:
+            self.dropped += 1
+            log.error("fan-out queue full (Redis unreachable?): dropping a publish for %s", event)
+            return
+        self._pending.append(encode_entry(event, items, wall_rules))
+        self._wake.set()
+
+    async def start(self, deliver: Deliver) -> None:
+        # Entries before this point are history (clients get it from the store).
+        last = await self._redis.xrevrange(self.stream, count=1)
+        self._last_id = last[0][0] if last else b"0-0"
+        self._tasks = [
+            asyncio.create_task(self._send(), name="fanout-sender"),
+            asyncio.create_task(self.run(deliver), name="fanout-reader"),
+        ]
+
+    async def close(self, drain_timeout: float = 2.0) -> None:
+        if self._tasks:
+            sender = self._tasks[0]
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + drain_timeout
+            while self._pending and not sender.done() and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.wait(self._tasks)
+            self._tasks = []
+        await self._redis.aclose()
+
+    async def _send(self) -> None:
+        pending = self._pending
+        while True:
+            if not pending:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            entry = pending[0]
+            for attempt in range(1, SEND_TRIES + 1):
+                try:
+                    await self._redis.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    self.sent += 1
+                    break
+                except redis.RedisError as exc:
+                    log.warning("fan-out XADD failed (try %d of %d): %r", attempt, SEND_TRIES, exc)
+                    if attempt < SEND_TRIES:
+                        await asyncio.sleep(RETRY_DELAY * attempt)
+            else:
+                self.dropped += 1
+                log.error("fan-out: dropping an entry for %s after %d tries", entry[b"event"], SEND_TRIES)
+            pending.popleft()
+
+    async def run(self, deliver: Deliver) -> None:
+        """Read every entry after the last one seen and deliver it, until cancelled."""
+        delay = RETRY_DELAY
+        while True:
+            try:
+                reply = await self._redis.xread(
+                    {self.stream: self._last_id}, count=READ_COUNT, block=BLOCK_MS
+                )
+            except redis.RedisError as exc:
+                log.warning("fan-out XREAD failed, retrying in %.1f s: %r", delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = RETRY_DELAY
+            # RESP2 answers [[stream, entries]], RESP3 {stream: entries}.
+            for _stream, entries in reply.items() if isinstance(reply, dict) else reply or ():
+                for entry_id, fields in entries:
+                    self._last_id = entry_id
+                    try:
+                        event, items, rules = decode_entry(fields)  # type: ignore[arg-type]
+                    except (KeyError, TypeError, ValueError) as exc:
+                        log.error("fan-out: skipping malformed entry %r: %r", entry_id, exc)
+                        continue
+                    self.received += 1
+                    try:
+                        deliver(event, items, rules)
+                    except Exception:
+                        log.exception("fan-out: delivering entry %r failed", entry_id)

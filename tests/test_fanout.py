@@ -1,0 +1,220 @@
+"""Fan-out across processes: two real app instances on one PostgreSQL database and one
+Redis, in one test process (each with its own Store, hub and Redis reader).
+
+What one instance ingests reaches the other's clients exactly once, and a client that
+leaves one instance resumes on the other from the store, with no gap. As in
+test_server_ws, no sleep stands in for synchronisation: to show that something did
+*not* arrive, a later item that must arrive is awaited and what came before it checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import redis.asyncio as aioredis
+from aiohttp import web
+from cryptography.fernet import Fernet
+
+from backchannel.core import wire
+from backchannel.core.models import Change, Message, Moderation, Network, Status, StoredMessage
+from backchannel.core.moderation import EventAction, WallRules
+from backchannel.fanout import RedisFanout, decode_entry, encode_entry
+from backchannel.server.app import create_app, pipeline_for
+from backchannel.server.keys import publish, write_lock
+from backchannel.server.security import SecuritySettings
+from backchannel.store import Store
+
+EVENT = "slz"
+TIMEOUT = 5.0
+T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
+Frame = dict[str, Any]
+
+
+def msg(i: int, text: str | None = None) -> Message:
+    return Message(
+        network=Network.X,
+        network_id=str(i),
+        uri=f"https://x.com/i/status/{i}",
+        author_handle=f"user{i}",
+        author_name=f"User {i}",
+        text=text if text is not None else f"message {i} #slz",
+        created_at=T0 + timedelta(seconds=i),
+        hashtags=("slz",),
+    )
+
+
+@dataclass
+class Instance:
+    app: web.Application
+    fanout: RedisFanout
+    port: int
+
+    def ws_url(self, path: str, **query: object) -> str:
+        params = "&".join(f"{k}={v}" for k, v in query.items())
+        return f"ws://127.0.0.1:{self.port}{path}" + (f"?{params}" if params else "")
+
+    async def add(self, *messages: Message) -> list[StoredMessage]:
+        pipeline = pipeline_for(self.app, EVENT)
+        await pipeline.put_many(list(messages))
+        return await pipeline.flush()
+
+
+class Feed:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+
+    async def frame(self) -> Frame:
+        message = await asyncio.wait_for(self.ws.receive(), TIMEOUT)
+        assert message.type is aiohttp.WSMsgType.TEXT, message
+        wire.parse_frame(message.data)  # well-formed by the wire module's own parser
+        return dict(orjson.loads(message.data))
+
+    async def items_until(self, done: Callable[[Frame], bool]) -> list[Frame]:
+        items: list[Frame] = []
+        while True:
+            frame = await self.frame()
+            assert frame["type"] == "items", frame
+            for item in frame["items"]:
+                items.append(item)
+                if done(item):
+                    return items
+
+
+@pytest.fixture
+def stores(postgres_url: str) -> Iterator[tuple[Store, Store]]:
+    a, b = Store(postgres_url), Store(postgres_url)
+    a.event(EVENT)
+    yield a, b
+    a.close()
+    b.close()
+
+
+@pytest.fixture
+async def instances(redis_url: str, stores: tuple[Store, Store]) -> AsyncIterator[tuple[Instance, Instance]]:
+    prefix = f"backchannel-test:{uuid.uuid4().hex}:"
+    secret = Fernet.generate_key().decode()  # one deployment: one secret
+    async with AsyncExitStack() as stack:
+        started = []
+        for store in stores:
+            fanout = RedisFanout(redis_url, stream_prefix=prefix)
+            app = create_app(store, security=SecuritySettings(secret=secret), fanout=fanout)
+            runner = web.AppRunner(app, handle_signals=False)
+            await runner.setup()
+            stack.push_async_callback(runner.cleanup)
+            site = web.TCPSite(runner, "127.0.0.1", 0)
+            await site.start()
+            started.append(Instance(app, fanout, runner.addresses[0][1]))
+        yield started[0], started[1]
+    r = aioredis.Redis.from_url(redis_url)
+    await r.delete(f"{prefix}events")
+    await r.aclose()
+
+
+@asynccontextmanager
+async def wall(instance: Instance, **query: object) -> AsyncIterator[Feed]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(instance.ws_url(f"/ws/wall/{EVENT}", **query)) as ws,
+    ):
+        yield Feed(ws)
+
+
+def seq_is(seq: int) -> Callable[[Frame], bool]:
+    return lambda item: item["seq"] == seq
+
+
+# -- across instances --------------------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_message_ingested_on_a_reaches_walls_on_both_exactly_once(
+    instances: tuple[Instance, Instance],
+) -> None:
+    a, b = instances
+    async with wall(b) as on_b, wall(a) as on_a:
+        hello_b, hello_a = await on_b.frame(), await on_a.frame()
+        assert hello_b["type"] == hello_a["type"] == "hello"
+        assert hello_b["epoch"] == hello_a["epoch"]  # one store, one history
+        first = await a.add(msg(1), msg(2))
+        last = (await a.add(msg(3)))[-1]
+        for feed in (on_b, on_a):
+            items = await feed.items_until(seq_is(last.seq))
+            assert [i["seq"] for i in items] == [s.seq for s in first] + [last.seq]
+            assert [i["text"] for i in items] == ["message 1 #slz", "message 2 #slz", "message 3 #slz"]
+    # A published through Redis only: one entry per flush, read back by both.
+    assert a.fanout.sent == 2
+    assert b.fanout.sent == 0
+    assert a.fanout.received == b.fanout.received == 2
+
+
+@pytest.mark.postgres
+async def test_client_leaving_a_resumes_on_b_from_the_store(instances: tuple[Instance, Instance]) -> None:
+    a, b = instances
+    async with wall(a) as on_a:
+        hello = await on_a.frame()
+        seen = (await a.add(msg(1)))[0]
+        assert [i["seq"] for i in await on_a.items_until(seq_is(seen.seq))] == [seen.seq]
+    missed = await a.add(msg(2), msg(3))  # while the client is away
+    async with wall(b, epoch=hello["epoch"], since=seen.seq) as on_b:
+        assert (await on_b.frame())["type"] == "hello"
+        replayed = await on_b.items_until(seq_is(missed[-1].seq))
+        assert [i["seq"] for i in replayed] == [s.seq for s in missed]
+        recovered = await on_b.frame()
+        assert recovered == {"type": "recovered", "from_seq": seen.seq + 1, "to_seq": missed[-1].seq}
+        live = (await a.add(msg(4)))[0]
+        assert [i["seq"] for i in await on_b.items_until(seq_is(live.seq))] == [live.seq]
+
+
+@pytest.mark.postgres
+async def test_wall_rules_travel_with_the_event_action(
+    instances: tuple[Instance, Instance], stores: tuple[Store, Store]
+) -> None:
+    """A term muted on A is off B's wall from the next item: B's wall view gets the rules."""
+    a, b = instances
+    store_a = stores[0]
+    async with wall(b) as on_b:
+        await on_b.frame()
+        async with write_lock(a.app, EVENT):
+            change = store_a.moderate_event(EVENT, EventAction.MUTE, "secret", actor="alice")
+            publish(a.app, EVENT, [change], wall_rules=store_a.wall_rules(EVENT))
+        muted, shown = await a.add(msg(1, "the secret plan"), msg(2, "a public question"))
+        items = await on_b.items_until(seq_is(shown.seq))
+        assert items == [
+            {"seq": change.seq, "kind": "moderation", "action": "mute"},
+            {**items[1], "seq": shown.seq, "text": "a public question"},
+        ]
+        assert muted.seq not in [i["seq"] for i in items]
+
+
+# -- the entry format --------------------------------------------------------------------
+
+
+def test_entries_round_trip_store_values_and_rules() -> None:
+    stored = StoredMessage(
+        id=7,
+        seq=12,
+        message=msg(7),
+        moderation=Moderation(Status.APPROVED, starred=True, pinned=True),
+        repost_count=3,
+        is_question=True,
+        copy_of="https://x.com/i/status/1",
+        copy_count=2,
+    )
+    hidden = Change(13, "hide", "bob", T0, message=stored, action_id="x1")
+    action = Change(14, "block", "bob", T0, subject="x:troll")
+    rules = WallRules(premoderation=True, blocked=frozenset({("x", "troll")}), muted=("secret",))
+    item = {"seq": 15, "kind": "message", "id": 9}
+    event, values, got_rules = decode_entry(encode_entry(EVENT, [stored, hidden, action, item], rules))
+    assert (event, values, got_rules) == (EVENT, [stored, hidden, action, item], rules)
+    # The hub's views give the same items for what was read back.
+    assert [wire.to_item(v) for v in values] == [wire.to_item(v) for v in (stored, hidden, action, item)]
+    assert decode_entry(encode_entry(EVENT, [stored]))[2] is None
