@@ -39,14 +39,20 @@ def test_every_command_is_documented() -> None:
         assert f"### `backchannel {name}" in README, name
 
 
-def test_compose_file_runs_app_postgres_and_redis_with_healthchecks() -> None:
+def test_compose_file_runs_two_instances_behind_a_proxy_with_postgres_and_redis() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis"} <= services.keys()
+    assert {"postgres", "redis", "proxy"} <= services.keys()
     apps = [s for s in services.values() if "build" in s]
-    assert apps, "no app service"
+    assert len(apps) == 2, "two app instances"
     for name, service in services.items():
         assert "healthcheck" in service, name
     for app in apps:
-        assert app["environment"]["BACKCHANNEL_DB"].startswith("postgresql://")
+        env = app["environment"]
+        assert env["BACKCHANNEL_DB"].startswith("postgresql://")
+        assert env["BACKCHANNEL_REDIS"].startswith("redis://")
         assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert app["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert apps[0]["environment"]["BACKCHANNEL_SECRET"] == apps[1]["environment"]["BACKCHANNEL_SECRET"]
+    nginx = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "app1:8080" in nginx and "app2:8080" in nginx and "Upgrade" in nginx
