@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -57,7 +58,7 @@ log = logging.getLogger(__name__)
 Deliver = Callable[[str, list[Publishable], WallRules | None], None]
 
 # How long one XREAD blocks; a shorter block only costs an idle round trip.
-BLOCK_MS = 5_000
+BLOCK_MS = 250  # short, so items held back for order are released on time
 # The most entries one XREAD returns (one entry per publish call).
 READ_COUNT = 500
 # Entries queued for the sender beyond this are dropped (Redis down for long).
@@ -216,6 +217,82 @@ def decode_entry(fields: dict[bytes, bytes]) -> tuple[str, list[Publishable], Wa
 # -- the feed ------------------------------------------------------------------------------
 
 
+# How long a reader waits for a missing seq before it delivers what came after it.
+# Instances write to the stream independently, so an event's items can arrive out of
+# order by a few milliseconds; an item that never comes (its writer died between commit
+# and XADD) must not hold the feed up: clients get it on their next resume.
+HOLD = 0.5
+
+
+def _seq(item: Publishable) -> int:
+    return int(item["seq"]) if isinstance(item, dict) else item.seq
+
+
+class InOrder:
+    """Puts each event's items back into sequence order before delivery.
+
+    Sequence numbers are gap-free per event (messages and changes share one counter),
+    so a reader knows what it still waits for. Entries from two instances (an ingest
+    on one, a moderator's action on the other) can reach the stream out of seq order;
+    delivered as they come, a client holding seq 11 that reconnects would resume
+    after 11 and never see 10.
+    """
+
+    def __init__(self, hold: float = HOLD, clock: Callable[[], float] = time.monotonic) -> None:
+        self.hold = hold
+        self.clock = clock
+        self._next: dict[str, int] = {}
+        self._waiting: dict[str, dict[int, tuple[Publishable, WallRules | None]]] = {}
+        self._since: dict[str, float] = {}
+
+    def push(
+        self, event: str, items: list[Publishable], rules: WallRules | None
+    ) -> list[tuple[str, list[Publishable], WallRules | None]]:
+        """Take an entry; return the deliveries that are due now, in order."""
+        waiting = self._waiting.setdefault(event, {})
+        late: list[Publishable] = []
+        for i, item in enumerate(items):
+            # The entry's rules belong after its last item (they are the state after it).
+            item_rules = rules if i == len(items) - 1 else None
+            seq = _seq(item)
+            if event in self._next and seq < self._next[event]:
+                late.append(item)  # already passed: deliver at once, nothing to wait for
+            else:
+                waiting[seq] = (item, item_rules)
+        if event not in self._next and waiting:
+            self._next[event] = min(waiting)
+        out = [(event, late, rules)] if late else []
+        out += self._release(event)
+        if waiting and event not in self._since:
+            self._since[event] = self.clock()
+        return out
+
+    def due(self) -> list[tuple[str, list[Publishable], WallRules | None]]:
+        """Deliveries whose missing predecessor has been waited for long enough."""
+        out: list[tuple[str, list[Publishable], WallRules | None]] = []
+        now = self.clock()
+        for event, since in list(self._since.items()):
+            if now - since >= self.hold and self._waiting.get(event):
+                self._next[event] = min(self._waiting[event])
+                out += self._release(event)
+        return out
+
+    def _release(self, event: str) -> list[tuple[str, list[Publishable], WallRules | None]]:
+        waiting = self._waiting[event]
+        released: list[Publishable] = []
+        rules: WallRules | None = None
+        while self._next[event] in waiting:
+            item, item_rules = waiting.pop(self._next[event])
+            released.append(item)
+            rules = item_rules or rules
+            self._next[event] += 1
+        if not waiting:
+            self._since.pop(event, None)
+        elif released:
+            self._since[event] = self.clock()
+        return [(event, released, rules)] if released else []
+
+
 class RedisFanout:
     """Publish to one Redis stream; read it back in each process and deliver locally.
 
@@ -235,6 +312,7 @@ class RedisFanout:
         self.sent = 0
         self.received = 0
         self.dropped = 0
+        self._order = InOrder()
 
     def publish(
         self, event: str, items: Sequence[Publishable], *, wall_rules: WallRules | None = None
@@ -307,6 +385,8 @@ class RedisFanout:
                 delay = min(delay * 2, 10.0)
                 continue
             delay = RETRY_DELAY
+            for due in self._order.due():
+                self._deliver(deliver, *due)
             # RESP2 answers [[stream, entries]], RESP3 {stream: entries}.
             for _stream, entries in reply.items() if isinstance(reply, dict) else reply or ():
                 for entry_id, fields in entries:
@@ -317,7 +397,12 @@ class RedisFanout:
                         log.error("fan-out: skipping malformed entry %r: %r", entry_id, exc)
                         continue
                     self.received += 1
-                    try:
-                        deliver(event, items, rules)
-                    except Exception:
-                        log.exception("fan-out: delivering entry %r failed", entry_id)
+                    for ready in self._order.push(event, items, rules):
+                        self._deliver(deliver, *ready)
+
+    @staticmethod
+    def _deliver(deliver: Deliver, event: str, items: list[Publishable], rules: WallRules | None) -> None:
+        try:
+            deliver(event, items, rules)
+        except Exception:
+            log.exception("fan-out: delivering items of %s failed", event)

@@ -218,3 +218,25 @@ def test_entries_round_trip_store_values_and_rules() -> None:
     # The hub's views give the same items for what was read back.
     assert [wire.to_item(v) for v in values] == [wire.to_item(v) for v in (stored, hidden, action, item)]
     assert decode_entry(encode_entry(EVENT, [stored]))[2] is None
+
+
+def test_items_from_two_writers_are_delivered_in_sequence_order() -> None:
+    from backchannel.fanout import InOrder
+
+    now = [0.0]
+    order = InOrder(hold=0.5, clock=lambda: now[0])
+    items = {n: {"seq": n, "kind": "message"} for n in range(1, 8)}
+    assert order.push("slz", [items[1]], None) == [("slz", [items[1]], None)]
+    # Seq 3 arrives before 2 (another instance wrote 2): held back, then both in order.
+    assert order.push("slz", [items[3]], None) == []
+    assert order.push("slz", [items[2]], None) == [("slz", [items[2], items[3]], None)]
+    # Seq 4 never comes (its writer died): 5 waits at most `hold`, then goes.
+    assert order.push("slz", [items[5]], None) == []
+    now[0] = 0.4
+    assert order.due() == []
+    now[0] = 0.6
+    assert order.due() == [("slz", [items[5]], None)]
+    # A late 4 is delivered at once rather than dropped.
+    assert order.push("slz", [items[4]], None) == [("slz", [items[4]], None)]
+    # Events are independent.
+    assert order.push("other", [{"seq": 40}], None) == [("other", [{"seq": 40}], None)]
