@@ -10,6 +10,7 @@ status` and the dashboard. One source failing never stops the others.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
@@ -197,7 +198,9 @@ class SourceRunner:
         if extra:
             fields["detail"] = "; ".join(str(d) for d in (fields.get("detail"), extra) if d)
         self.state = state
-        await asyncio.to_thread(self.store.set_source_state, self.event, self.key, state.value, **fields)
+        await asyncio.to_thread(
+            functools.partial(self.store.set_source_state, self.event, self.key, state.value, **fields)  # type: ignore[arg-type]
+        )
 
 
 class Collector:

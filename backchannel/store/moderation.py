@@ -10,23 +10,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from backchannel.core.models import Change, Moderation, Status
 from backchannel.core.moderation import Action, EventAction, WallRules, apply
 from backchannel.errors import StoreError
+from backchannel.store.queries import QueryMixin
 from backchannel.store.rows import lock_event, next_seq
 from backchannel.store.schema import blocked_authors, changes, events, messages, muted_terms, users
 
-if TYPE_CHECKING:
-    from backchannel.store.store import Store
 
-
-class ModerationMixin:
+class ModerationMixin(QueryMixin):
     def moderate(
-        self: Store, event: str, message_id: int, action: Action, *, actor: str, action_id: str | None = None
+        self, event: str, message_id: int, action: Action, *, actor: str, action_id: str | None = None
     ) -> Change:
         info = self.event(event, create=False)
         with self.engine.begin() as conn:
@@ -72,7 +69,7 @@ class ModerationMixin:
         )
 
     def moderate_event(
-        self: Store,
+        self,
         event: str,
         action: EventAction,
         subject: str = "",
@@ -129,7 +126,7 @@ class ModerationMixin:
             action_id=action_id,
         )
 
-    def wall_rules(self: Store, event: str) -> WallRules:
+    def wall_rules(self, event: str) -> WallRules:
         info = self.event(event, create=False)
         with self.engine.connect() as conn:
             blocked = conn.execute(
@@ -148,7 +145,7 @@ class ModerationMixin:
                 muted=tuple(muted),
             )
 
-    def _logged(self: Store, conn: sa.Connection, event_id: int, action_id: str) -> sa.Row | None:  # type: ignore[type-arg]
+    def _logged(self, conn: sa.Connection, event_id: int, action_id: str) -> sa.Row | None:  # type: ignore[type-arg]
         return conn.execute(
             sa.select(changes).where(changes.c.event_id == event_id, changes.c.action_id == action_id)
         ).one_or_none()
@@ -180,7 +177,7 @@ class ModerationMixin:
 
     # -- moderator accounts ------------------------------------------------------------
 
-    def add_user(self: Store, username: str, password_hash: str) -> None:
+    def add_user(self, username: str, password_hash: str) -> None:
         with self.engine.begin() as conn:
             exists = conn.execute(sa.select(users.c.id).where(users.c.username == username)).one_or_none()
             if exists:
@@ -194,7 +191,7 @@ class ModerationMixin:
                     )
                 )
 
-    def password_hash(self: Store, username: str) -> str | None:
+    def password_hash(self, username: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(users.c.password_hash).where(users.c.username == username)

@@ -13,9 +13,6 @@ from backchannel.errors import StoreError
 from backchannel.store.rows import EventInfo, aware, row_reader, stored_from_row
 from backchannel.store.schema import changes, messages
 
-if TYPE_CHECKING:
-    from backchannel.store.store import Store
-
 EXPORT_FILTERS = ("all", "approved", "starred", "questions", "unanswered")
 
 
@@ -102,8 +99,16 @@ def _apply_query(query: sa.Select[Any], q: MessageQuery) -> sa.Select[Any]:
 
 
 class QueryMixin:
+    """Reading. The mixins share what `Store` provides; declared here for type checkers."""
+
+    if TYPE_CHECKING:
+        engine: sa.Engine
+        dialect: str
+
+        def event(self, name: str, *, create: bool = True) -> EventInfo: ...
+
     def messages(
-        self: Store,
+        self,
         event: str,
         *,
         order: str = "oldest",
@@ -144,7 +149,7 @@ class QueryMixin:
                 yield stored_from_row(row, info.name, pick)
 
     def search(
-        self: Store,
+        self,
         event: str,
         query: MessageQuery | None = None,
         *,
@@ -165,7 +170,7 @@ class QueryMixin:
         with self.engine.connect() as conn:
             return [stored_from_row(row, info.name) for row in conn.execute(select)]
 
-    def message(self: Store, event: str, message_id: int) -> StoredMessage:
+    def message(self, event: str, message_id: int) -> StoredMessage:
         info = self.event(event, create=False)
         query = _listing(info, collapse_copies=False, include_deleted=True).where(messages.c.id == message_id)
         with self.engine.connect() as conn:
@@ -174,14 +179,14 @@ class QueryMixin:
             raise StoreError(f"no message {message_id} in event {event!r}")
         return stored_from_row(row, info.name)
 
-    def message_by_uri(self: Store, event: str, uri: str) -> StoredMessage | None:
+    def message_by_uri(self, event: str, uri: str) -> StoredMessage | None:
         info = self.event(event, create=False)
         query = _listing(info, collapse_copies=False, include_deleted=True).where(messages.c.uri == uri)
         with self.engine.connect() as conn:
             row = conn.execute(query).one_or_none()
         return None if row is None else stored_from_row(row, info.name)
 
-    def recent_uris(self: Store, event: str, *, network: str | None = None, limit: int = 50_000) -> list[str]:
+    def recent_uris(self, event: str, *, network: str | None = None, limit: int = 50_000) -> list[str]:
         """The newest stored URIs (reposts left out), oldest first: what a restarted
         stream source needs to recognise reposts, edits and deletes of posts it matched."""
         info = self.event(event)
@@ -194,7 +199,7 @@ class QueryMixin:
             uris = list(conn.execute(query.order_by(messages.c.seq.desc()).limit(limit)).scalars())
         return uris[::-1]
 
-    def count(self: Store, event: str, *, include_reposts: bool = True) -> int:
+    def count(self, event: str, *, include_reposts: bool = True) -> int:
         info = self.event(event, create=False)
         query = sa.select(sa.func.count()).select_from(messages).where(messages.c.event_id == info.id)
         if not include_reposts:
@@ -202,7 +207,7 @@ class QueryMixin:
         with self.engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
-    def stream(self: Store, event: str, *, after_seq: int = 0) -> Iterator[StoredMessage]:
+    def stream(self, event: str, *, after_seq: int = 0) -> Iterator[StoredMessage]:
         """Every stored message, reposts included, in sequence order (for statistics)."""
         info = self.event(event, create=False)
         query = (
@@ -214,9 +219,7 @@ class QueryMixin:
             for row in conn.execution_options(stream_results=True, yield_per=2000).execute(query):
                 yield stored_from_row(row, info.name)
 
-    def backlog(
-        self: Store, event: str, after_seq: int, *, limit: int = 10_000
-    ) -> list[StoredMessage | Change]:
+    def backlog(self, event: str, after_seq: int, *, limit: int = 10_000) -> list[StoredMessage | Change]:
         """Everything numbered after `after_seq` (messages and moderation changes), in
         sequence order: what a reconnecting dashboard missed."""
         info = self.event(event, create=False)
@@ -240,7 +243,7 @@ class QueryMixin:
         items.sort(key=lambda item: item.seq)
         return items[:limit]
 
-    def _change_from_row(self: Store, row: Any, event: str) -> Change:
+    def _change_from_row(self, row: Any, event: str) -> Change:
         message = self.message(event, row.message_id) if row.message_id is not None else None
         return Change(
             seq=row.seq,

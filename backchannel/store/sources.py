@@ -5,17 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 
 from backchannel.core.models import Change, Message
 from backchannel.core.questions import is_question
+from backchannel.store.moderation import ModerationMixin
 from backchannel.store.rows import aware, json_list, next_seq, save_cursor
 from backchannel.store.schema import messages, source_cursors, source_gaps, source_states
-
-if TYPE_CHECKING:
-    from backchannel.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,15 +35,15 @@ class Gap:
     reason: str
 
 
-class SourceMixin:
-    def cursor(self: Store, source: str) -> str | None:
+class SourceMixin(ModerationMixin):
+    def cursor(self, source: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(
                 sa.select(source_cursors.c.cursor).where(source_cursors.c.source == source)
             ).scalar_one_or_none()
 
     def apply_upstream(
-        self: Store,
+        self,
         event: str,
         *,
         edits: Sequence[Message] = (),
@@ -100,7 +97,7 @@ class SourceMixin:
         ]
 
     def set_source_state(
-        self: Store,
+        self,
         event: str,
         source: str,
         state: str,
@@ -128,7 +125,7 @@ class SourceMixin:
             if not updated.rowcount:
                 conn.execute(sa.insert(source_states).values(source=source, collected=collected, **values))
 
-    def source_states(self: Store, event: str | None = None) -> list[SourceStatus]:
+    def source_states(self, event: str | None = None) -> list[SourceStatus]:
         from backchannel.store.schema import events
 
         query = (
@@ -153,9 +150,7 @@ class SourceMixin:
                 for row in conn.execute(query)
             ]
 
-    def record_gap(
-        self: Store, event: str, source: str, gap_from: datetime, gap_to: datetime, reason: str
-    ) -> None:
+    def record_gap(self, event: str, source: str, gap_from: datetime, gap_to: datetime, reason: str) -> None:
         info = self.event(event)
         with self.engine.begin() as conn:
             conn.execute(
@@ -164,7 +159,7 @@ class SourceMixin:
                 )
             )
 
-    def gaps(self: Store, event: str) -> list[Gap]:
+    def gaps(self, event: str) -> list[Gap]:
         info = self.event(event, create=False)
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -32,8 +32,6 @@ from backchannel.core.models import Message, StoredMessage
 from backchannel.core.questions import is_question
 from backchannel.core.retweets import manual_retweet, quotes
 from backchannel.errors import StoreError
-from backchannel.store.moderation import ModerationMixin
-from backchannel.store.queries import QueryMixin
 from backchannel.store.rows import EventInfo, json_list, lock_event, save_cursor
 from backchannel.store.schema import events, messages
 from backchannel.store.sources import SourceMixin
@@ -118,7 +116,7 @@ def _make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class Store(QueryMixin, ModerationMixin, SourceMixin):
+class Store(SourceMixin):
     """The store's public face: lifecycle, events and ingest here; reading in
     `queries.py`, moderation and accounts in `moderation.py`."""
 
