@@ -305,11 +305,21 @@ async def load(args: argparse.Namespace, port: int) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    expected = run["published"] * args.clients
-    lat = sorted(tally.latencies)
     return {
         "run": run,
         "connect_seconds": connect_seconds,
+        **delivery_summary(tally, run["published"] * args.clients),
+        "load_cpu": load_cpu,
+        # The machine's CPU use over the same span, all processes and the kernel included:
+        # what is left beyond the server and the load generator was someone else's.
+        "machine_busy": busy,
+    }
+
+
+def delivery_summary(tally: Any, expected: int) -> dict[str, Any]:
+    """What the clients received against what they should have: counts and latencies."""
+    lat = sorted(tally.latencies)
+    return {
         "expected": expected,
         "received": tally.received,
         "lost": expected - tally.received,
@@ -320,10 +330,6 @@ async def load(args: argparse.Namespace, port: int) -> dict[str, Any]:
         "p90": percentile(lat, 90),
         "p99": percentile(lat, 99),
         "max": lat[-1] if lat else float("nan"),
-        "load_cpu": load_cpu,
-        # The machine's CPU use over the same span, all processes and the kernel included:
-        # what is left beyond the server and the load generator was someone else's.
-        "machine_busy": busy,
     }
 
 

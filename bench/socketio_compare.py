@@ -47,9 +47,9 @@ from bench.hub_fanout import (
     CONNECT_CONCURRENCY,
     DRAIN_TIMEOUT,
     Tally,
+    delivery_summary,
     machine_busy_seconds,
     maybe_uvloop,
-    percentile,
     raise_fd_limit,
     seqs_and_times,
     template_item,
@@ -214,21 +214,10 @@ async def load(args: argparse.Namespace, port: int) -> dict[str, Any]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    expected = run["scheduled"] * args.clients
-    lat = sorted(tally.latencies)
     return {
         "run": run,
         "connect_seconds": connect_seconds,
-        "expected": expected,
-        "received": tally.received,
-        "lost": expected - tally.received,
-        "duplicates": tally.duplicates,
-        "out_of_order": tally.out_of_order,
-        "closed_early": tally.closed_early,
-        "p50": percentile(lat, 50),
-        "p90": percentile(lat, 90),
-        "p99": percentile(lat, 99),
-        "max": lat[-1] if lat else float("nan"),
+        **delivery_summary(tally, run["scheduled"] * args.clients),
         "span": span,
         "server_cpu": server_cpu,
         "load_cpu": load_cpu,
