@@ -18,7 +18,7 @@ from backchannel.core import wire
 from backchannel.core.models import Change, Network, Status, StoredMessage
 from backchannel.core.moderation import Action, EventAction, WallRules
 from backchannel.errors import StoreError
-from backchannel.server.keys import STATS, STORE, publish, write_lock
+from backchannel.server.keys import STATS, STORE, known_event, publish, write_lock
 from backchannel.server.security import csrf_token, require_moderator
 from backchannel.store.queries import MessageQuery
 
@@ -67,14 +67,6 @@ def query_from_params(params: Any) -> MessageQuery:
     )
 
 
-async def _event_info(request: web.Request) -> Any:
-    store = request.app[STORE]
-    try:
-        return await asyncio.to_thread(store.event, request.match_info["event"], create=False)
-    except StoreError:
-        raise web.HTTPNotFound(text="no such event") from None
-
-
 async def session_info(request: web.Request) -> web.Response:
     """The logged-in moderator and the CSRF token their scripts send with every write.
 
@@ -89,7 +81,7 @@ async def session_info(request: web.Request) -> web.Response:
 
 async def list_messages(request: web.Request) -> web.Response:
     await require_moderator(request)
-    info = await _event_info(request)
+    info = await known_event(request)
     query = query_from_params(request.query)
     limit = _int(request.query.get("limit"), "limit", 50) or 0
     if not 1 <= limit <= MAX_PAGE:
@@ -113,7 +105,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 async def list_questions(request: web.Request) -> web.Response:
     await require_moderator(request)
-    info = await _event_info(request)
+    info = await known_event(request)
     answered = _bool(request.query.get("answered"))
     query = MessageQuery(question=True, answered=False if answered is None else answered)
     page = await asyncio.to_thread(
@@ -145,7 +137,7 @@ def _action_id(body: dict[str, Any]) -> str | None:
 
 async def moderate(request: web.Request) -> web.Response:
     user = await require_moderator(request, write=True)
-    info = await _event_info(request)
+    info = await known_event(request)
     body = await _json_body(request)
     try:
         action = Action(body.get("action", ""))
@@ -192,7 +184,7 @@ def _applied_now(changes: list[Change]) -> list[Change]:
 
 async def moderate_event(request: web.Request) -> web.Response:
     user = await require_moderator(request, write=True)
-    info = await _event_info(request)
+    info = await known_event(request)
     body = await _json_body(request)
     try:
         action = EventAction(body.get("action", ""))
@@ -220,7 +212,7 @@ async def moderate_event(request: web.Request) -> web.Response:
 
 async def settings(request: web.Request) -> web.Response:
     await require_moderator(request)
-    info = await _event_info(request)
+    info = await known_event(request)
     rules = await asyncio.to_thread(request.app[STORE].wall_rules, info.name)
     return json_response(
         {
@@ -233,7 +225,7 @@ async def settings(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     await require_moderator(request)
-    info = await _event_info(request)
+    info = await known_event(request)
     current = await request.app[STATS].get(info.name)
     return json_response(current.as_json())
 
@@ -241,7 +233,7 @@ async def stats(request: web.Request) -> web.Response:
 async def sources(request: web.Request) -> web.Response:
     """The live sources collecting for this event, their states, and the spans they missed."""
     await require_moderator(request)
-    info = await _event_info(request)
+    info = await known_event(request)
     store = request.app[STORE]
 
     def read() -> dict[str, Any]:
@@ -274,7 +266,7 @@ async def sources(request: web.Request) -> web.Response:
 
 async def wall_messages(request: web.Request) -> web.Response:
     """Public: the newest messages the wall may show, and the pinned one."""
-    info = await _event_info(request)
+    info = await known_event(request)
     store = request.app[STORE]
 
     def visible() -> dict[str, Any]:

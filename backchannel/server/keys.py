@@ -11,10 +11,11 @@ from aiohttp import web
 from backchannel.core.models import Change, StoredMessage
 from backchannel.core.moderation import WallRules
 from backchannel.core.wire import Publishable
+from backchannel.errors import StoreError
 from backchannel.fanout import RedisFanout
 from backchannel.hub import AiohttpConnection, Hub, WallChannel
 from backchannel.server.stats_cache import StatsCache
-from backchannel.store import Store
+from backchannel.store import EventInfo, Store
 
 STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
@@ -38,6 +39,14 @@ def write_lock(app: web.Application, event: str) -> asyncio.Lock:
     are the pipeline (`app.pipeline_for`) and the moderation routes.
     """
     return app[WRITE_LOCKS].setdefault(event, asyncio.Lock())
+
+
+async def known_event(request: web.Request) -> EventInfo:
+    """The event named in the URL, or 404: every page, API route and socket checks it."""
+    try:
+        return await asyncio.to_thread(request.app[STORE].event, request.match_info["event"], create=False)
+    except StoreError:
+        raise web.HTTPNotFound(text="no such event") from None
 
 
 def publish(

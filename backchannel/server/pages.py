@@ -16,8 +16,7 @@ import jinja2
 from aiohttp import web
 from aiohttp_session import get_session
 
-from backchannel.errors import StoreError
-from backchannel.server.keys import STORE, TEMPLATES
+from backchannel.server.keys import STORE, TEMPLATES, known_event
 from backchannel.server.security import (
     LOGIN_LIMITER,
     csrf_token,
@@ -120,19 +119,13 @@ async def dashboard(request: web.Request) -> web.Response:
     user = await current_user(request)
     if user is None:
         raise web.HTTPFound(f"/login?next={quote('/events/' + event)}")
-    try:
-        await asyncio.to_thread(request.app[STORE].event, event, create=False)
-    except StoreError:
-        raise web.HTTPNotFound(text="no such event") from None
+    await known_event(request)
     return render(request, "dashboard.html", event=event, user=user, csrf=await csrf_token(request))
 
 
 async def wall(request: web.Request) -> web.Response:
     event = request.match_info["event"]
-    try:
-        await asyncio.to_thread(request.app[STORE].event, event, create=False)
-    except StoreError:
-        raise web.HTTPNotFound(text="no such event") from None
+    await known_event(request)
     return render(request, "wall.html", event=event)
 
 

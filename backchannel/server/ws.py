@@ -12,7 +12,7 @@ import asyncio
 from aiohttp import web
 
 from backchannel.core import wire
-from backchannel.errors import PayloadError, StoreError
+from backchannel.errors import PayloadError
 from backchannel.hub import (
     DASHBOARD,
     AiohttpConnection,
@@ -22,7 +22,7 @@ from backchannel.hub import (
     WallChannel,
     websocket_response,
 )
-from backchannel.server.keys import HUB, SOCKETS, STORE, WALLS
+from backchannel.server.keys import HUB, SOCKETS, STORE, WALLS, known_event
 from backchannel.server.security import current_user, origin_allowed
 
 # Private-use close code (4000-4999): the server ended the feed because the user logged out.
@@ -78,29 +78,20 @@ async def _attach(
     )
 
 
-async def _known_event(request: web.Request) -> str:
-    event = request.match_info["event"]
-    try:
-        await asyncio.to_thread(request.app[STORE].event, event, create=False)
-    except StoreError:
-        raise web.HTTPNotFound(text="no such event") from None
-    return event
-
-
 async def moderator_feed(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
     user = await current_user(request)
     if user is None:
         raise web.HTTPUnauthorized(text="login required")
-    await _known_event(request)
+    await known_event(request)
     return await _serve(request, DASHBOARD, user)
 
 
 async def wall_feed(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
-    event = await _known_event(request)
+    event = (await known_event(request)).name
     walls = request.app[WALLS]
     channel = walls.get(event)
     if channel is None:
