@@ -28,7 +28,12 @@ that drains it: it waits until the queue is non-empty, takes everything queued (
 to `MAX_FRAME_BYTES`) and sends it as one frame, so batches that piled up while a
 send was in flight are coalesced again, per client. When it took exactly one batch,
 it sends the shared bytes without copying them. No code ever awaits a send in a
-loop over clients.
+loop over clients. The common case skips the writer altogether: a flush builds the
+websocket frame of each channel's batch once (server frames are not masked, so every
+client gets the same bytes), and a connection whose writer is idle and whose socket
+buffer is nearly empty gets those bytes written to its transport at once, as the
+`websockets` library's `broadcast` does. Only a client that is behind goes through
+its queue and writer, which wait for its socket to drain.
 
 Slow clients. A connection whose queue holds more than `max_queue` items is dropped:
 removed from the hub at once (its queue freed), its writer cancelled, and its socket
@@ -67,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import struct
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
@@ -105,6 +111,9 @@ MAX_FRAME_BYTES = 256 * 1024
 HEARTBEAT = 20.0
 # Client frames are small control messages; 64 KiB bounds what one can make us buffer.
 MAX_CLIENT_MESSAGE = 64 * 1024
+# A connection whose socket buffer holds more than this is behind: its frames go
+# through its queue and writer (which wait for the socket to drain), not straight out.
+DIRECT_WRITE_LIMIT = 64 * 1024
 # A close handshake longer than this is a client that does not read: abort instead.
 CLOSE_TIMEOUT = 2.0
 
@@ -187,6 +196,10 @@ class Connection(Protocol):
     async def send(self, frame: bytes) -> None:
         """Send one text frame whose payload is already UTF-8 JSON."""
 
+    def send_now(self, ws_frame: bytes) -> bool:
+        """Write a whole websocket frame (`websocket_frame`) at once if the socket can take
+        it without waiting; False, having written nothing, if it cannot."""
+
     async def close(self, code: int, reason: str) -> None:
         """Close, bounded in time; never raises for a connection already gone."""
 
@@ -218,6 +231,7 @@ class _Batch:
     seqs: tuple[int, ...]
     parts: tuple[bytes, ...]
     frame: bytes
+    ws_frame: bytes  # `frame` as a whole websocket frame, for `Connection.send_now`
     lo: int
     hi: int
 
@@ -225,7 +239,20 @@ class _Batch:
 def _batch(items: Sequence[Item]) -> _Batch:
     parts = tuple(wire.encode_item(item) for item in items)
     seqs = tuple(int(item["seq"]) for item in items)
-    return _Batch(seqs, parts, wire.items_frame(parts), min(seqs), max(seqs))
+    frame = wire.items_frame(parts)
+    return _Batch(seqs, parts, frame, websocket_frame(frame), min(seqs), max(seqs))
+
+
+def websocket_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 section 5.2), as a server sends it."""
+    n = len(payload)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + payload
 
 
 def _frames(items: Sequence[Item]) -> Iterable[bytes]:
@@ -277,7 +304,14 @@ class Subscription:
         return self._queued
 
     def _push(self, batch: _Batch) -> bool:
-        """Queue a batch; False when that puts the queue over its bound."""
+        """Send or queue a batch; False when that puts the queue over its bound."""
+        if (
+            self._waiter is not None  # the writer is idle: nothing queued, no send under way
+            and batch.lo > self._skip_through
+            and self.conn.send_now(batch.ws_frame)
+        ):
+            self._hub.stats.frames += 1
+            return True
         self._queue.append(batch)
         self._queued += len(batch.seqs)
         if self._queued > self._hub.max_queue:
@@ -593,6 +627,20 @@ class AiohttpConnection:
     async def send(self, frame: bytes) -> None:
         # send_frame takes the bytes as they are: send_str would encode them again per client.
         await self._ws.send_frame(frame, WSMsgType.TEXT)
+
+    def send_now(self, ws_frame: bytes) -> bool:
+        transport = self._transport
+        if (
+            transport is None
+            or self._ws.closed
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > DIRECT_WRITE_LIMIT
+        ):
+            return False
+        # One write of the whole frame: it cannot interleave with aiohttp's own frames
+        # (pings, close), which it also writes whole from this thread.
+        transport.write(ws_frame)
+        return True
 
     async def close(self, code: int, reason: str) -> None:
         try:

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -201,6 +203,22 @@ class Tally:
     duplicates: int = 0
     out_of_order: int = 0
     closed_early: int = 0
+    frames: int = 0  # frames that carried items
+
+    def take(self, index: int, last: int, items: list[tuple[int, float]], now: float) -> int:
+        """Count one frame's (seq, due time) pairs for client `index`; return its new last seq."""
+        self.frames += 1
+        for seq, sent_at in items:
+            if seq <= last:
+                self.duplicates += seq == last
+                self.out_of_order += seq < last
+                continue
+            last = seq
+            self.received += 1
+            self.latencies.append(now - sent_at)
+        self.last_seqs[index] = last
+        return last
+
     last_seqs: list[int] = field(default_factory=list)
 
 
@@ -216,14 +234,20 @@ _SENT_AT = b',"sent_at":'
 def seqs_and_times(data: bytes, full_parse: bool) -> list[tuple[int, float]]:
     if full_parse:
         return [(item["seq"], item["sent_at"]) for item in orjson.loads(data)["items"]]
+    return stamped(data, _SENT_AT, b",")
+
+
+def stamped(data: bytes, marker: bytes, end: bytes) -> list[tuple[int, float]]:
+    """Each item's seq and the due time written after `marker` (up to `end`), in `data`."""
     found = []
     find = data.find
     start = find(_ITEM_START)
     while start >= 0:
-        comma = find(_SENT_AT, start)
-        end = find(b",", comma + len(_SENT_AT))
-        found.append((int(data[start + len(_ITEM_START) : comma]), float(data[comma + len(_SENT_AT) : end])))
-        start = find(_ITEM_START, end)
+        comma = find(b",", start)
+        stamp = find(marker, comma) + len(marker)
+        stop = find(end, stamp)
+        found.append((int(data[start + len(_ITEM_START) : comma]), float(data[stamp:stop])))
+        start = find(_ITEM_START, stop)
     return found
 
 
@@ -233,12 +257,10 @@ async def client(
     tally: Tally,
     index: int,
     ready: asyncio.Queue[int],
-    full_parse: bool,
+    parse: Callable[[bytes], list[tuple[int, float]]],
 ) -> None:
     async with session.ws_connect(url, decode_text=False, max_msg_size=0) as ws:
         last = 0
-        await ready.put(index)
-        latencies = tally.latencies
         async for msg in ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -247,17 +269,11 @@ async def client(
             if not data.startswith(wire.ITEMS_PREFIX):
                 frame = orjson.loads(data)
                 if frame["type"] == "hello":
+                    # Subscribed: from here on the client gets every item published.
                     last = frame["last_seq"]
+                    await ready.put(index)
                 continue
-            for seq, sent_at in seqs_and_times(data, full_parse):
-                if seq <= last:
-                    tally.duplicates += seq == last
-                    tally.out_of_order += seq < last
-                    continue
-                last = seq
-                tally.received += 1
-                latencies.append(now - sent_at)
-            tally.last_seqs[index] = last
+            last = tally.take(index, last, parse(data), now)
         if ws.close_code not in (None, aiohttp.WSCloseCode.OK, aiohttp.WSCloseCode.GOING_AWAY):
             tally.closed_early += 1
 
@@ -272,6 +288,7 @@ async def load(args: argparse.Namespace, port: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     tally = Tally(last_seqs=[0] * args.clients)
     ready: asyncio.Queue[int] = asyncio.Queue()
+    parse = functools.partial(seqs_and_times, full_parse=args.full_parse)
     # limit=0: one pooled connection per websocket, no cap.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -279,7 +296,7 @@ async def load(args: argparse.Namespace, port: int) -> dict[str, Any]:
         async def connect_one(i: int) -> None:
             async with gate:
                 url = f"ws://127.0.0.1:{port}/ws"
-                task = asyncio.create_task(client(session, url, tally, i, ready, args.full_parse))
+                task = asyncio.create_task(client(session, url, tally, i, ready, parse))
                 tasks.append(task)
                 await ready.get()
 
@@ -326,6 +343,7 @@ def delivery_summary(tally: Any, expected: int) -> dict[str, Any]:
         "duplicates": tally.duplicates,
         "out_of_order": tally.out_of_order,
         "closed_early": tally.closed_early,
+        "frames": tally.frames,
         "p50": percentile(lat, 50),
         "p90": percentile(lat, 90),
         "p99": percentile(lat, 99),

@@ -15,7 +15,10 @@ sys.path.insert(0, str(ROOT))
 from backchannel.core.question_quality import evaluate  # noqa: E402
 from backchannel.core.record import message_from_record  # noqa: E402
 
-messages = [message_from_record(json.loads(line)) for line in (ROOT / "replay_data/slz.jsonl").read_text().splitlines()]
+messages = [
+    message_from_record(json.loads(line))
+    for line in (ROOT / "replay_data/slz.jsonl").read_text().splitlines()
+]
 labelled = set(json.loads((ROOT / "replay_data/slz-questions.json").read_text())["questions"])
 q = evaluate(messages, labelled)
 print(f"#slz: {len(messages)} messages, {len(labelled)} labelled questions")

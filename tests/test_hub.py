@@ -418,6 +418,21 @@ async def test_coalescing_sends_a_burst_in_fewer_frames(serve: Serve) -> None:
         assert served.hub.stats.flushes == 2
 
 
+async def test_frames_written_straight_to_sockets_keep_every_length_form(serve: Serve) -> None:
+    # Live batches go out as prebuilt websocket frames: payload lengths under 126, under
+    # 65,536 and beyond take the three header forms of RFC 6455; a real client must
+    # read each one whole.
+    served = await serve(Hub(coalesce_window=0))
+    async with watching(served.url()) as w:
+        texts = ["short", "m" * 2_000, "l" * 80_000]
+        for i, text in enumerate(texts, 1):
+            served.hub.publish(EVENT, [{"seq": i, "kind": "message", "text": text}])
+            await w.until_seq(i)
+        assert [item["text"] for item in w.items] == texts
+        sizes = [len(raw.encode()) for raw in w.raw[1:]]
+        assert sizes[0] < 126 < sizes[1] < 65_536 < sizes[2]
+
+
 async def test_client_frames_are_limited_to_64_kib(serve: Serve) -> None:
     served = await serve()
     async with aiohttp.ClientSession() as session, session.ws_connect(served.url()) as ws:
