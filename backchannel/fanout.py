@@ -70,6 +70,10 @@ RETRY_DELAY = 0.5
 
 # -- values as JSON ------------------------------------------------------------------------
 
+# Dict lookups: calling an Enum by value costs several times as much, once per message read.
+_NETWORKS = {n.value: n for n in Network}
+_STATUSES = {s.value: s for s in Status}
+
 
 def _message(m: Message) -> dict[str, Any]:
     # `raw` is left out: it is large, and no channel view reads it.
@@ -93,7 +97,7 @@ def _message(m: Message) -> dict[str, Any]:
 
 def _message_from(d: dict[str, Any]) -> Message:
     return Message(
-        network=Network(d["network"]),
+        network=_NETWORKS[d["network"]],
         network_id=d["network_id"],
         uri=d["uri"],
         author_handle=d["author_handle"],
@@ -131,7 +135,7 @@ def _stored_from(d: dict[str, Any]) -> StoredMessage:
         id=d["id"],
         seq=d["seq"],
         message=_message_from(d["message"]),
-        moderation=Moderation(Status(status), starred, answered, pinned),
+        moderation=Moderation(_STATUSES[status], starred, answered, pinned),
         repost_count=d["repost_count"],
         is_question=d["is_question"],
         copy_of=d["copy_of"],

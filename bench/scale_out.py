@@ -167,7 +167,23 @@ async def serve_backchannel(args: argparse.Namespace) -> None:
             await pipeline.flush()  # publishing never waits for clients
             return len(messages)
 
-    app.add_routes(bench_routes(emit))
+    async def replay_route(request: web.Request) -> web.Response:
+        # The replay feeder as `backchannel serve` runs it, unpaced (bench/replay_live.py).
+        from backchannel.sources.archive import Rejected, read_archive
+        from backchannel.sources.replay import replay
+
+        archive = read_archive(request.query["path"], format="jsonl", event=args.event)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        taken = await replay(
+            (m for m in archive if not isinstance(m, Rejected)),
+            pipeline_for(app, args.event, batch_size=1000),
+            speed=0,
+        )
+        return web.json_response(
+            {"taken": taken, "elapsed": time.monotonic() - t0, "cpu": time.process_time() - cpu0}
+        )
+
+    app.add_routes([*bench_routes(emit), web.post("/bench/replay", replay_route)])
     await serve_until_stdin_closes(app)
     store.close()
 
