@@ -9,23 +9,20 @@ test_server_ws, no sleep stands in for synchronisation: to show that something d
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.fernet import Fernet
+from support import T0, Feed, Frame, aiohttp_receive, msg
 
 from backchannel.core import wire
-from backchannel.core.models import Change, Message, Moderation, Network, Status, StoredMessage
+from backchannel.core.models import Change, Message, Moderation, Status, StoredMessage
 from backchannel.core.moderation import EventAction, WallRules
 from backchannel.fanout import RedisFanout, decode_entry, encode_entry
 from backchannel.server.app import create_app, pipeline_for
@@ -35,21 +32,6 @@ from backchannel.store import Store
 
 EVENT = "slz"
 TIMEOUT = 5.0
-T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
-Frame = dict[str, Any]
-
-
-def msg(i: int, text: str | None = None) -> Message:
-    return Message(
-        network=Network.X,
-        network_id=str(i),
-        uri=f"https://x.com/i/status/{i}",
-        author_handle=f"user{i}",
-        author_name=f"User {i}",
-        text=text if text is not None else f"message {i} #slz",
-        created_at=T0 + timedelta(seconds=i),
-        hashtags=("slz",),
-    )
 
 
 @dataclass
@@ -66,27 +48,6 @@ class Instance:
         pipeline = pipeline_for(self.app, EVENT)
         await pipeline.put_many(list(messages))
         return await pipeline.flush()
-
-
-class Feed:
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.ws = ws
-
-    async def frame(self) -> Frame:
-        message = await asyncio.wait_for(self.ws.receive(), TIMEOUT)
-        assert message.type is aiohttp.WSMsgType.TEXT, message
-        wire.parse_frame(message.data)  # well-formed by the wire module's own parser
-        return dict(orjson.loads(message.data))
-
-    async def items_until(self, done: Callable[[Frame], bool]) -> list[Frame]:
-        items: list[Frame] = []
-        while True:
-            frame = await self.frame()
-            assert frame["type"] == "items", frame
-            for item in frame["items"]:
-                items.append(item)
-                if done(item):
-                    return items
 
 
 @pytest.fixture
@@ -125,7 +86,7 @@ async def wall(instance: Instance, **query: object) -> AsyncIterator[Feed]:
         aiohttp.ClientSession() as session,
         session.ws_connect(instance.ws_url(f"/ws/wall/{EVENT}", **query)) as ws,
     ):
-        yield Feed(ws)
+        yield Feed(lambda: aiohttp_receive(ws))
 
 
 def seq_is(seq: int) -> Callable[[Frame], bool]:

@@ -13,18 +13,18 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp import web
+from support import T0, msg
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from backchannel.core import wire
-from backchannel.core.models import Change, Message, Moderation, Network, Status, StoredMessage
+from backchannel.core.models import Change, Message, Moderation, Status, StoredMessage
 from backchannel.core.moderation import Action, EventAction, WallRules
 from backchannel.errors import PayloadError
 from backchannel.hub import (
@@ -47,20 +47,6 @@ MS = 0.001 * float(os.environ.get("BACKCHANNEL_TEST_TIMEOUT_FACTOR", "1"))
 TIMEOUT = 5000 * MS
 
 EVENT = "slz"
-T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
-
-
-def msg(i: int, text: str | None = None) -> Message:
-    return Message(
-        network=Network.X,
-        network_id=str(i),
-        uri=f"https://x.com/i/status/{i}",
-        author_handle=f"user{i}",
-        author_name=f"User {i}",
-        text=text if text is not None else f"message {i} #slz",
-        created_at=T0 + timedelta(seconds=i),
-        hashtags=("slz",),
-    )
 
 
 # -- the server under test ---------------------------------------------------------------

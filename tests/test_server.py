@@ -23,8 +23,9 @@ import orjson
 import pytest
 from aiohttp import web
 from cryptography.fernet import Fernet
+from support import T0, msg
 
-from backchannel.core.models import Message, Network
+from backchannel.core.models import Message
 from backchannel.hub import Hub
 from backchannel.server.app import create_app, pipeline_for
 from backchannel.server.security import SecuritySettings, hash_password
@@ -37,7 +38,6 @@ TIMEOUT = 5000 * MS
 
 EVENT = "slz"
 EVIL = "https://evil.example"
-T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
 PASSWORDS = {"alice": "correct horse alice", "bob": "correct horse bob"}
 
 
@@ -45,19 +45,6 @@ PASSWORDS = {"alice": "correct horse alice", "bob": "correct horse bob"}
 def password_hash(password: str) -> str:
     """argon2 is slow on purpose: hash each test password once per run."""
     return hash_password(password)
-
-
-def msg(i: int, text: str | None = None, author: str | None = None) -> Message:
-    return Message(
-        network=Network.X,
-        network_id=str(i),
-        uri=f"https://x.com/i/status/{i}",
-        author_handle=author or f"user{i}",
-        author_name=f"User {i}",
-        text=text if text is not None else f"message {i} #slz",
-        created_at=T0 + timedelta(seconds=i),
-        hashtags=("slz",),
-    )
 
 
 # -- the server under test ---------------------------------------------------------------

@@ -18,11 +18,11 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import aiohttp
 import orjson
 import pytest
+from support import Feed, Frame, aiohttp_receive
 from test_server import (  # noqa: F401 - fixtures are used by name
     EVENT,
     EVIL,
@@ -45,47 +45,7 @@ from yarl import URL
 from backchannel.hub import Hub
 from backchannel.server.keys import HUB
 
-Frame = dict[str, Any]
-
-
 # -- clients -----------------------------------------------------------------------------
-
-
-class Feed:
-    """One websocket's frames as JSON objects, from either client library."""
-
-    def __init__(self, receive: Callable[[], Any]) -> None:
-        self._receive = receive
-        self.frames: list[Frame] = []
-
-    async def frame(self) -> Frame:
-        frame = orjson.loads(await asyncio.wait_for(self._receive(), TIMEOUT))
-        self.frames.append(frame)
-        return dict(frame)
-
-    async def items_until(self, done: Callable[[Frame], bool]) -> list[Frame]:
-        """Items (in arrival order) up to and including the one `done` accepts."""
-        items: list[Frame] = []
-        while True:
-            frame = await self.frame()
-            assert frame["type"] == "items", frame
-            for item in frame["items"]:
-                items.append(item)
-                if done(item):
-                    return items
-
-    async def until_type(self, kind: str) -> list[Frame]:
-        """Every frame before the next one of type `kind` (which is last in the list)."""
-        seen = [await self.frame()]
-        while seen[-1]["type"] != kind:
-            seen.append(await self.frame())
-        return seen
-
-
-async def aiohttp_receive(ws: aiohttp.ClientWebSocketResponse) -> str:
-    message = await ws.receive()
-    assert message.type is aiohttp.WSMsgType.TEXT, message
-    return str(message.data)
 
 
 @asynccontextmanager

@@ -1,0 +1,73 @@
+"""Helpers shared by the hub, server and fan-out tests: a message builder and a feed reader."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+import orjson
+
+from backchannel.core import wire
+from backchannel.core.models import Message, Network
+
+T0 = datetime(2010, 6, 22, 12, 0, tzinfo=UTC)
+# How long a test waits for a frame before it fails.
+FRAME_TIMEOUT = 5.0
+
+Frame = dict[str, Any]
+
+
+def msg(i: int, text: str | None = None, author: str | None = None) -> Message:
+    return Message(
+        network=Network.X,
+        network_id=str(i),
+        uri=f"https://x.com/i/status/{i}",
+        author_handle=author or f"user{i}",
+        author_name=f"User {i}",
+        text=text if text is not None else f"message {i} #slz",
+        created_at=T0 + timedelta(seconds=i),
+        hashtags=("slz",),
+    )
+
+
+class Feed:
+    """One websocket's frames as JSON objects, from either client library."""
+
+    def __init__(self, receive: Callable[[], Any], timeout: float = FRAME_TIMEOUT) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self.frames: list[Frame] = []
+
+    async def frame(self) -> Frame:
+        data = await asyncio.wait_for(self._receive(), self._timeout)
+        wire.parse_frame(data)  # well-formed by the wire module's own parser
+        frame = orjson.loads(data)
+        self.frames.append(frame)
+        return dict(frame)
+
+    async def items_until(self, done: Callable[[Frame], bool]) -> list[Frame]:
+        """Items (in arrival order) up to and including the one `done` accepts."""
+        items: list[Frame] = []
+        while True:
+            frame = await self.frame()
+            assert frame["type"] == "items", frame
+            for item in frame["items"]:
+                items.append(item)
+                if done(item):
+                    return items
+
+    async def until_type(self, kind: str) -> list[Frame]:
+        """Every frame before the next one of type `kind` (which is last in the list)."""
+        seen = [await self.frame()]
+        while seen[-1]["type"] != kind:
+            seen.append(await self.frame())
+        return seen
+
+
+async def aiohttp_receive(ws: aiohttp.ClientWebSocketResponse) -> str:
+    message = await ws.receive()
+    assert message.type is aiohttp.WSMsgType.TEXT, message
+    return str(message.data)
