@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import resource
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
+from aiohttp import web
 
 WORDS = (
     "social learning is all about connections not tools #slz great point @joningham see "
@@ -56,3 +63,58 @@ def write_session(path: Path, count: int) -> Path:
         for i in range(count):
             fh.write(orjson.dumps(synthetic_record(i)) + b"\n")
     return path
+
+
+# -- servers in subprocesses -----------------------------------------------------------------
+#
+# A bench keeps its server and its load generator in separate processes, so they do not
+# share a GIL. The server side is the script itself in a `--serve` mode: it prints
+# "PORT n" once it listens and serves until its stdin closes.
+
+
+async def serve_until_stdin_closes(app: web.Application, port: int = 0) -> None:
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    # A deep listen backlog: load generators connect hundreds of clients at once.
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+    await site.start()
+    print(f"PORT {runner.addresses[0][1]}", flush=True)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class Served:
+    process: subprocess.Popen[str]
+    port: int
+
+
+@contextmanager
+def served(
+    *commands: list[str], env: dict[str, str] | None = None, stop_timeout: float = 15
+) -> Iterator[list[Served]]:
+    """Start each command (a bench script's `--serve` mode); stop them all on leaving."""
+    processes = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        for command in commands
+    ]
+    try:
+        servers = []
+        for process in processes:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line.startswith("PORT "):
+                raise SystemExit(f"a server did not start: {line!r}")
+            servers.append(Served(process, int(line.split()[1])))
+        yield servers
+    finally:
+        for process in processes:
+            if process.stdin is not None:
+                process.stdin.close()  # the server's signal to stop
+        for process in processes:
+            try:
+                process.wait(timeout=stop_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()

@@ -30,7 +30,6 @@ import functools
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -48,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backchannel.core import wire
 from backchannel.core.models import Message, Network, StoredMessage
 from backchannel.hub import COALESCE_WINDOW, DASHBOARD, PACE, Backlog, Hub, websocket_response
-from bench.common import machine
+from bench.common import machine, serve_until_stdin_closes, served
 
 EVENT = "bench"
 # How long the load generator waits for the last items after the publisher stops:
@@ -180,17 +179,7 @@ async def serve(port: int, window: float, pace: float) -> None:
         await hub.close()
 
     app.on_shutdown.append(close_websockets)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    # A deep listen backlog: the load generator connects hundreds of clients at once.
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
-    try:
-        # Serve until the load generator closes our stdin.
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    finally:
-        await runner.cleanup()
+    await serve_until_stdin_closes(app, port)
 
 
 # -- load generator ----------------------------------------------------------------------
@@ -425,20 +414,8 @@ def main() -> None:
         "--uvloop",
         args.uvloop,
     ]
-    server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise SystemExit(f"the server did not start: {line!r}")
-        result = asyncio.run(load(args, int(line.split()[1])))
-    finally:
-        if server.stdin is not None:
-            server.stdin.close()  # the server's signal to stop
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with served(command) as [server]:
+        result = asyncio.run(load(args, server.port))
     report(args, loop_name, result)
     if args.json:
         print(json.dumps(result))

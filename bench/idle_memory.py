@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +24,10 @@ from pathlib import Path
 
 import aiohttp
 import orjson
-from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine
+from bench.common import machine, serve_until_stdin_closes, served
 from bench.hub_fanout import CONNECT_CONCURRENCY, raise_fd_limit
 
 EVENT = "bench"
@@ -55,17 +53,10 @@ async def serve(db_dir: str) -> None:
     store = Store(f"sqlite:///{db_dir}/bench.db")
     store.event(EVENT)
     app = create_app(store)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-    await site.start()
     gc.collect()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
     try:
-        # Serve until the client side closes our stdin.
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+        await serve_until_stdin_closes(app)
     finally:
-        await runner.cleanup()
         store.close()
 
 
@@ -138,22 +129,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="backchannel-idle-") as db_dir:
         command = [sys.executable, __file__, "--serve", db_dir, "--clients", str(args.clients)]
-        server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            if not line.startswith("PORT "):
-                raise SystemExit(f"the server did not start: {line!r}")
-            port = int(line.split()[1])
-            print(f"server pid {server.pid} on 127.0.0.1:{port}", flush=True)
-            f = asyncio.run(run(args, port, server.pid))
-        finally:
-            if server.stdin is not None:
-                server.stdin.close()  # the server's signal to stop
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        with served(command) as [server]:
+            print(f"server pid {server.process.pid} on 127.0.0.1:{server.port}", flush=True)
+            f = asyncio.run(run(args, server.port, server.process.pid))
 
     warmup = min(args.warmup, args.clients)
     rest = args.clients - warmup

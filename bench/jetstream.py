@@ -178,6 +178,8 @@ class Firehose:
 async def serve(rate: int, seconds: float, match: float) -> None:
     from aiohttp import web
 
+    from bench.common import serve_until_stdin_closes
+
     firehose = Firehose(match)
     done = asyncio.Event()
 
@@ -211,15 +213,12 @@ async def serve(rate: int, seconds: float, match: float) -> None:
     app = web.Application()
     app.router.add_get("/subscribe", subscribe)
     app.router.add_get("/xrpc/app.bsky.actor.getProfiles", profiles)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
-    # Run until the parent closes our stdin.
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    done.set()
-    await runner.cleanup()
+
+    async def end_streams(app: web.Application) -> None:
+        done.set()
+
+    app.on_shutdown.append(end_streams)
+    await serve_until_stdin_closes(app)
 
 
 # -- collector (this process) --------------------------------------------------------------
@@ -305,7 +304,7 @@ def main() -> None:
     if args.serve:
         asyncio.run(serve(args.rate, args.seconds, args.match))
         return
-    from bench.common import machine
+    from bench.common import machine, served
 
     print(f"machine: {machine()}")
     command = [
@@ -316,21 +315,8 @@ def main() -> None:
         f"--seconds={args.seconds}",
         f"--match={args.match}",
     ]
-    server = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("PORT "):
-            raise SystemExit(f"the server did not start: {line!r}")
-        with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(collect(int(line.split()[1]), server, args.seconds, Path(tmp) / "bench.db"))
-    finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with served(command, stop_timeout=5) as [server], tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(collect(server.port, server.process, args.seconds, Path(tmp) / "bench.db"))
 
 
 if __name__ == "__main__":

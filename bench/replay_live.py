@@ -30,16 +30,17 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import machine, write_session
+from bench.common import machine, served, write_session
 from bench.hub_fanout import machine_busy_seconds, maybe_uvloop
 from bench.scale_out import (
     Case,
+    delete_stream,
     fresh_database,
     get_json,
     redis_cpu,
+    server_commands,
     server_stats,
-    start_servers,
-    stop_servers,
+    shared_secret,
 )
 
 _SEQ = b'{"seq":'
@@ -112,23 +113,16 @@ def main() -> None:
         with Store(store_url) as store:
             store.event(event)
         channel = f"bench-replay:{event}:"
-        servers = start_servers(Case("backchannel", 1, args.clients, 0), args, store_url, event, channel)
+        commands = server_commands(
+            Case("backchannel", 1, args.clients, 0), store_url, args.redis, event, channel
+        )
         try:
-            assert servers[0].stdout is not None
-            line = servers[0].stdout.readline()
-            if not line.startswith("PORT "):
-                raise SystemExit(f"the server did not start: {line!r}")
-            port = int(line.split()[1])
-            r = asyncio.run(run(args, port, event, session_path))
-            (stats,) = server_stats([port])
+            with served(*commands, env=shared_secret()) as [server]:
+                r = asyncio.run(run(args, server.port, event, session_path))
+                (stats,) = server_stats([server.port])
         finally:
-            stop_servers(servers)
             drop()
-            if args.redis:
-                import redis
-
-                with redis.Redis.from_url(args.redis) as client:
-                    client.delete(f"{channel}events")
+            delete_stream(args.redis, channel)
     replayed, elapsed = r["replayed"], r["elapsed"]
     print(
         f"store: {store_url.split('://')[0]}; fan-out: {'Redis stream' if args.redis else 'in-process'}; "

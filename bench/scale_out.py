@@ -43,7 +43,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -61,7 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from backchannel.core import wire
 from backchannel.core.models import Message, Network
-from bench.common import machine
+from bench.common import machine, serve_until_stdin_closes, served
 from bench.hub_fanout import (
     CONNECT_CONCURRENCY,
     DRAIN_TIMEOUT,
@@ -153,11 +152,13 @@ def bench_routes(emit: Emit | None) -> list[web.RouteDef]:
 async def serve_backchannel(args: argparse.Namespace) -> None:
     from backchannel.fanout import RedisFanout
     from backchannel.server.app import create_app, pipeline_for
+    from backchannel.server.security import SecuritySettings
     from backchannel.store import Store
 
     store = Store(args.store, migrate=False)
     fanout = RedisFanout(args.redis, stream_prefix=args.channel) if args.redis else None
-    app = create_app(store, fanout=fanout)
+    security = SecuritySettings(secret=os.environ["BACKCHANNEL_SECRET"])
+    app = create_app(store, security=security, fanout=fanout)
     emit: Emit | None = None
     if args.index == 0:
         pipeline = pipeline_for(app, args.event, batch_size=1_000_000)
@@ -217,19 +218,6 @@ async def serve_socketio(args: argparse.Namespace) -> None:
     app.add_routes(bench_routes(emit if args.index == 0 else None))
     await serve_until_stdin_closes(app)
     store.close()
-
-
-async def serve_until_stdin_closes(app: web.Application) -> None:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    # A deep listen backlog: the load generator connects hundreds of clients at once.
-    site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
-    await site.start()
-    print(f"PORT {runner.addresses[0][1]}", flush=True)
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
-    finally:
-        await runner.cleanup()
 
 
 # -- load generator ----------------------------------------------------------------------
@@ -480,12 +468,9 @@ def load(case: Case, args: argparse.Namespace, ports: list[int], event: str) -> 
     }
 
 
-def start_servers(
-    case: Case, args: argparse.Namespace, store_url: str, event: str, channel: str
-) -> list[subprocess.Popen[str]]:
-    servers = []
-    for index in range(case.instances):
-        command = [
+def server_commands(case: Case, store_url: str, redis_url: str, event: str, channel: str) -> list[list[str]]:
+    return [
+        [
             sys.executable,
             __file__,
             "--serve",
@@ -497,27 +482,28 @@ def start_servers(
             "--store",
             store_url,
             "--redis",
-            args.redis,
+            redis_url,
             "--channel",
             channel,
         ]
-        # One shared secret, as a deployment would have (and no warning about its absence).
-        env = {**os.environ, "BACKCHANNEL_SECRET": channel}
-        servers.append(
-            subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-        )
-    return servers
+        for index in range(case.instances)
+    ]
 
 
-def stop_servers(servers: list[subprocess.Popen[str]]) -> None:
-    for server in servers:
-        if server.stdin is not None:
-            server.stdin.close()  # the server's signal to stop
-    for server in servers:
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+def delete_stream(redis_url: str, channel: str) -> None:
+    """Remove the run's fan-out stream (`channel` is its prefix)."""
+    if redis_url:
+        import redis
+
+        with redis.Redis.from_url(redis_url) as r:
+            r.delete(f"{channel}events")
+
+
+def shared_secret() -> dict[str, str]:
+    """The servers' environment: one session key for all instances, as a deployment has."""
+    from cryptography.fernet import Fernet
+
+    return {**os.environ, "BACKCHANNEL_SECRET": Fernet.generate_key().decode()}
 
 
 def run_case(case: Case, args: argparse.Namespace, store_url: str) -> dict[str, Any]:
@@ -527,23 +513,12 @@ def run_case(case: Case, args: argparse.Namespace, store_url: str) -> dict[str, 
     channel = f"bench-scale:{event}:"
     with Store(store_url, migrate=False) as store:
         store.event(event)
-    servers = start_servers(case, args, store_url, event, channel)
+    commands = server_commands(case, store_url, args.redis, event, channel)
     try:
-        ports = []
-        for server in servers:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            if not line.startswith("PORT "):
-                raise SystemExit(f"a {case.stack} server did not start: {line!r}")
-            ports.append(int(line.split()[1]))
-        return load(case, args, ports, event)
+        with served(*commands, env=shared_secret()) as servers:
+            return load(case, args, [server.port for server in servers], event)
     finally:
-        stop_servers(servers)
-        if args.redis:
-            import redis
-
-            with redis.Redis.from_url(args.redis) as r:
-                r.delete(f"{channel}events")
+        delete_stream(args.redis, channel)
 
 
 def report(r: dict[str, Any]) -> None:
