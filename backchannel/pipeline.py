@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from backchannel.core.models import Message, StoredMessage
-from backchannel.store import EventInfo, IngestResult, Store
+from backchannel.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,6 @@ class Pipeline:
         self.batch_size = batch_size
         self.stats = PipelineStats()
         self._pending: list[Message] = []
-        # Looked up at the first write: events are never renamed or removed, and a
-        # lookup per batch would cost a transaction of its own.
-        self._info: EventInfo | None = None
         # One writer per pipeline: batches reach the store in the order they were taken.
         self._write_lock = asyncio.Lock()
 
@@ -65,15 +62,10 @@ class Pipeline:
             batch, self._pending = self._pending, []
             if not batch:
                 return []
-            result = await asyncio.to_thread(self._write, batch)
+            result = await asyncio.to_thread(self.store.ingest, self.event, batch)
         self.stats.delivered += len(batch)
         self.stats.added += result.added_count
         self.stats.duplicates += result.duplicates
         if result.added and self.publish is not None:
             self.publish(self.event, result.added)
         return result.added
-
-    def _write(self, batch: list[Message]) -> IngestResult:
-        if self._info is None:
-            self._info = self.store.event(self.event)
-        return self.store.ingest(self._info, batch)

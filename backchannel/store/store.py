@@ -126,6 +126,7 @@ class Store(SourceMixin):
         self.dialect = self.engine.dialect.name
         self._added_here = 0  # rows this Store added (PostgreSQL statistics, see _note_growth)
         self._analyse_at = 10_000
+        self._ingest_targets: dict[str, EventInfo] = {}
         if migrate:
             self.migrate()
 
@@ -214,7 +215,7 @@ class Store(SourceMixin):
         a (source, position) pair, is saved in the same transaction as the rows it
         produced, so a crash between the two can leave neither a gap nor a duplicate.
         """
-        info = event if isinstance(event, EventInfo) else self.event(event)
+        info = self._ingest_target(event)
         unique: dict[str, Message] = {}
         delivered = 0
         for message in batch:
@@ -277,6 +278,17 @@ class Store(SourceMixin):
             key=lambda m: m.seq,
         )
         return IngestResult(added, added_count, delivered - added_count)
+
+    def _ingest_target(self, event: str | EventInfo) -> EventInfo:
+        """The event that ingest writes to, looked up once per name: ingest reads only its
+        id and name, which never change (events are not renamed or removed), and a lookup
+        per batch would cost a transaction of its own."""
+        if isinstance(event, EventInfo):
+            return event
+        info = self._ingest_targets.get(event)
+        if info is None:
+            info = self._ingest_targets[event] = self.event(event)
+        return info
 
     def _note_growth(self, conn: sa.Connection, added: int) -> None:
         """Refresh PostgreSQL's statistics each time what we added has doubled.
