@@ -15,9 +15,11 @@ whose channels apply their views exactly as for a local publish. The wall rules 
 event action brings travel with its entry, so every process's wall view changes at
 the same item.
 
-With Redis configured, a process does not publish to its own hub: `publish` only
-queues the entry, and every process, the publisher included, delivers what it reads
-back. Each local client thus gets each item once, in stream order.
+The publishing process delivers its own items at once, without the round trip: each
+entry names the process that wrote it, and a reader skips its own entries unread.
+Every other process decodes the entry and delivers it. Local and remote items pass
+through the same in-order buffer (`InOrder`), so each local client gets each item
+once, in seq order, wherever it was committed.
 
 `publish` never waits (the server calls it under the event's write lock): it appends
 to a queue that one sender task drains in order, so entries enter the stream in the
@@ -30,8 +32,8 @@ the store. After a Redis outage the reader continues from its last id, so it los
 nothing that `MAXLEN` kept. Live push stays at most once: an entry the sender could
 not write after a few tries is dropped (logged); clients get it on their next resume.
 
-Not solved here: two processes writing one event hold separate write locks, so their
-entries may reach the stream out of seq order (see the report of issue 5).
+Two processes writing one event hold separate write locks, so their entries may reach
+the stream out of seq order; `InOrder` puts them back.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -315,23 +318,34 @@ class RedisFanout:
         self._tasks: list[asyncio.Task[None]] = []
         self.sent = 0
         self.received = 0
+        self.decoded = 0  # received entries of other processes (this one's are skipped)
         self.dropped = 0
         self._order = InOrder()
+        self._deliver_to: Deliver | None = None
+        # Names this process's entries, which its reader skips (delivered at publish).
+        self.origin = uuid.uuid4().hex.encode()
 
     def publish(
         self, event: str, items: Sequence[Publishable], *, wall_rules: WallRules | None = None
     ) -> None:
-        """Queue one entry for the stream (never waits); the sender writes it in order."""
+        """Deliver to this process and queue one entry for the stream (never waits); the
+        sender writes entries in the order they were published."""
         if not items and wall_rules is None:
             return
+        if self._deliver_to is not None:
+            for ready in self._order.push(event, list(items), wall_rules):
+                self._deliver(self._deliver_to, *ready)
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
             log.error("fan-out queue full (Redis unreachable?): dropping a publish for %s", event)
             return
-        self._pending.append(encode_entry(event, items, wall_rules))
+        entry = encode_entry(event, items, wall_rules)
+        entry[b"origin"] = self.origin
+        self._pending.append(entry)
         self._wake.set()
 
     async def start(self, deliver: Deliver) -> None:
+        self._deliver_to = deliver
         # Entries before this point are history (clients get it from the store).
         last = await self._redis.xrevrange(self.stream, count=1)
         self._last_id = last[0][0] if last else b"0-0"
@@ -395,12 +409,16 @@ class RedisFanout:
             for _stream, entries in reply.items() if isinstance(reply, dict) else reply or ():
                 for entry_id, fields in entries:
                     self._last_id = entry_id
+                    if fields.get(b"origin") == self.origin:  # type: ignore[union-attr]
+                        self.received += 1
+                        continue  # delivered when it was published
                     try:
                         event, items, rules = decode_entry(fields)  # type: ignore[arg-type]
                     except (KeyError, TypeError, ValueError) as exc:
                         log.error("fan-out: skipping malformed entry %r: %r", entry_id, exc)
                         continue
                     self.received += 1
+                    self.decoded += 1
                     for ready in self._order.push(event, items, rules):
                         self._deliver(deliver, *ready)
 

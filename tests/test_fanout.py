@@ -111,10 +111,11 @@ async def test_message_ingested_on_a_reaches_walls_on_both_exactly_once(
             items = await feed.items_until(seq_is(last.seq))
             assert [i["seq"] for i in items] == [s.seq for s in first] + [last.seq]
             assert [i["text"] for i in items] == ["message 1 #slz", "message 2 #slz", "message 3 #slz"]
-    # A published through Redis only: one entry per flush, read back by both.
+    # One entry per flush, read by both; A delivered its own at publish and skipped them.
     assert a.fanout.sent == 2
     assert b.fanout.sent == 0
     assert a.fanout.received == b.fanout.received == 2
+    assert (a.fanout.decoded, b.fanout.decoded) == (0, 2)
 
 
 @pytest.mark.postgres
