@@ -293,7 +293,8 @@ async def _worker_main(conn: Connection, case: Case, ports: list[int], event: st
     async def command() -> Any:
         return await loop.run_in_executor(None, conn.recv)
 
-    tally = Tally(last_seqs=[0] * len(indexes))
+    # One tally per instance, so each instance's latency can be told apart.
+    tallies = [Tally() for _ in ports]
     ready: asyncio.Queue[int] = asyncio.Queue()
     tasks: list[asyncio.Task[None]] = []
     run_client = client if case.stack == "backchannel" else socketio_client
@@ -302,8 +303,13 @@ async def _worker_main(conn: Connection, case: Case, ports: list[int], event: st
 
         async def connect_one(slot: int) -> None:
             async with gate:
-                url = client_url(case, ports[indexes[slot] % len(ports)], event)
-                task = asyncio.create_task(run_client(session, url, tally, slot, ready, parse_items))
+                instance = indexes[slot] % len(ports)
+                tally = tallies[instance]
+                tally.last_seqs.append(0)
+                url = client_url(case, ports[instance], event)
+                task = asyncio.create_task(
+                    run_client(session, url, tally, len(tally.last_seqs) - 1, ready, parse_items)
+                )
                 tasks.append(task)
                 getter = asyncio.ensure_future(ready.get())
                 done, _ = await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
@@ -325,13 +331,16 @@ async def _worker_main(conn: Connection, case: Case, ports: list[int], event: st
                 case ("drain", last):
                     deadline = time.monotonic() + DRAIN_TIMEOUT
                     # Polling a counter (not a sleep as synchronisation): the bench only reports.
-                    while min(tally.last_seqs) < last and time.monotonic() < deadline:
+                    while (
+                        min(seq for t in tallies for seq in t.last_seqs) < last
+                        and time.monotonic() < deadline
+                    ):
                         await asyncio.sleep(0.05)
                     cpu = time.process_time() - cpu0
                     for task in tasks:
                         task.cancel()
                     await asyncio.gather(*tasks, return_exceptions=True)
-                    conn.send((tally, cpu))
+                    conn.send((tallies, cpu))
                     return
 
 
@@ -444,7 +453,8 @@ def load(case: Case, args: argparse.Namespace, ports: list[int], event: str) -> 
         after = server_stats(ports)
     finally:
         workers.close()
-    tally = merge([t for t, _ in answers])
+    tally = merge([t for tallies, _ in answers for t in tallies])
+    by_instance = [merge([tallies[k] for tallies, _ in answers]) for k in range(case.instances)]
 
     return {
         "case": case.__dict__,
@@ -464,6 +474,7 @@ def load(case: Case, args: argparse.Namespace, ports: list[int], event: str) -> 
         "redis_cpu": redis_seconds,
         "load_cpu": sum(cpu for _, cpu in answers),
         "load_procs": len(answers),
+        "by_instance": [delivery_summary(t, run["scheduled"] * len(t.last_seqs)) for t in by_instance],
         "machine_busy": busy,
     }
 
@@ -538,6 +549,14 @@ def report(r: dict[str, Any]) -> None:
         f"   latency ingest->client: p50 {r['p50'] * 1000:.1f} ms, p99 {r['p99'] * 1000:.1f} ms, "
         f"max {r['max'] * 1000:.1f} ms; publisher behind at most {run['publisher_behind_max'] * 1000:.0f} ms"
     )
+    if case.instances > 1:
+        print(
+            "   by instance (the first publishes): "
+            + "; ".join(
+                f"p50 {i['p50'] * 1000:.1f} ms, p99 {i['p99'] * 1000:.1f} ms, lost {i['lost']:,}"
+                for i in r["by_instance"]
+            )
+        )
     print(
         f"   CPU over publish+drain {span:.1f} s: servers {r['server_cpu'] / span * 100:.0f}% of a core, "
         f"Redis {r['redis_cpu'] / span * 100:.0f}%, load generator ({r['load_procs']} processes) "
