@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,20 +227,24 @@ class Store(SourceMixin):
                     save_cursor(conn, info.id, *cursor)
             return IngestResult([], 0, delivered)
         staged = list(unique.values())
+        questions = [is_question(m.text) for m in staged]
         with self.engine.begin() as conn:
             base = lock_event(conn, info.id)
             if cursor is not None:
                 save_cursor(conn, info.id, *cursor)
-            rows: Sequence[Any] | None = None
+            # (id, index into staged) of each new row, in seq order
+            new: list[tuple[int, int]] = []
             added_count = 0
             if len(staged) >= FAST_PATH_MIN:
-                added_count = self._insert_if_all_new(conn, info.id, base, staged)
+                added_count = self._insert_if_all_new(conn, info.id, base, staged, questions)
                 if added_count and want_rows:
-                    rows = conn.exec_driver_sql(
-                        f"SELECT id, seq, uri FROM messages WHERE event_id = {int(info.id)} AND seq > {int(base)}"
-                    ).fetchall()
+                    # The fast path numbered the batch in order: seq base + 1 is staged[0].
+                    ids = conn.exec_driver_sql(
+                        f"SELECT id FROM messages WHERE event_id = {int(info.id)} AND seq > {int(base)} ORDER BY seq"
+                    ).scalars()
+                    new = list(zip(ids, range(len(staged)), strict=True))
             if not added_count:
-                self._stage(conn, staged)
+                self._stage(conn, staged, questions)
                 returning = " RETURNING id, seq, uri" if want_rows else ""
                 columns = ", ".join(_STAGED_COLUMNS)
                 result = conn.exec_driver_sql(
@@ -251,32 +255,30 @@ class Store(SourceMixin):
                     f"WHERE m.event_id = {int(info.id)} AND m.uri = s.uri) ORDER BY s.ord" + returning
                 )
                 if want_rows:
-                    rows = result.fetchall()
-                    added_count = len(rows)
+                    index = {m.uri: i for i, m in enumerate(staged)}
+                    # RETURNING promises no order; seq order is staged order.
+                    new = [(r[0], index[r[2]]) for r in sorted(result.fetchall(), key=lambda r: r[1])]
+                    added_count = len(new)
                 else:
                     added_count = result.rowcount
-            rows = rows or []
             if added_count:
                 conn.execute(
                     sa.update(events).where(events.c.id == info.id).values(last_seq=base + added_count)
                 )
                 self._note_growth(conn, added_count)
-                copies = _resolve_copies(conn, info.id, [unique[r[2]] for r in rows] if want_rows else staged)
+                copies = _resolve_copies(conn, info.id, [staged[i] for _, i in new] if want_rows else staged)
             else:
                 copies = {}
-        added = sorted(
-            (
-                StoredMessage(
-                    id=r[0],
-                    seq=r[1],
-                    message=_with_event(unique[r[2]], info.name),
-                    is_question=is_question(unique[r[2]].text),
-                    copy_of=copies.get(r[2]),
-                )
-                for r in rows
-            ),
-            key=lambda m: m.seq,
-        )
+        added = [
+            StoredMessage(
+                id=id_,
+                seq=base + n,
+                message=_with_event(staged[i], info.name),
+                is_question=questions[i],
+                copy_of=copies.get(staged[i].uri),
+            )
+            for n, (id_, i) in enumerate(new, 1)
+        ]
         return IngestResult(added, added_count, delivered - added_count)
 
     def _ingest_target(self, event: str | EventInfo) -> EventInfo:
@@ -304,7 +306,9 @@ class Store(SourceMixin):
             conn.exec_driver_sql("ANALYZE messages")
             self._analyse_at = self._added_here * 2
 
-    def _insert_if_all_new(self, conn: sa.Connection, event_id: int, base: int, staged: list[Message]) -> int:
+    def _insert_if_all_new(
+        self, conn: sa.Connection, event_id: int, base: int, staged: list[Message], questions: list[bool]
+    ) -> int:
         """The fast path of a bulk import: insert the batch directly, numbered in order
         (COPY on PostgreSQL). If any row was already stored, undo it (numbering would
         have a gap) and return 0 so the caller takes the staging path, which skips
@@ -317,8 +321,8 @@ class Store(SourceMixin):
 
             try:
                 with cursor.copy(f"COPY messages (event_id, seq, {columns}) FROM STDIN") as copy:
-                    for i, m in enumerate(staged, 1):
-                        copy.write_row((event_id, base + i, *_staged_row(m, m.created_at)))
+                    for i, (m, q) in enumerate(zip(staged, questions, strict=True), 1):
+                        copy.write_row((event_id, base + i, *_staged_row(m, m.created_at, q)))
             except psycopg.errors.UniqueViolation:
                 cursor.close()
                 savepoint.rollback()
@@ -330,8 +334,8 @@ class Store(SourceMixin):
         cursor.executemany(
             f"INSERT OR IGNORE INTO messages (event_id, seq, {columns}) VALUES ({placeholders})",
             [
-                (event_id, base + i, *_staged_row(m, _sqlite_time(m.created_at)))
-                for i, m in enumerate(staged, 1)
+                (event_id, base + i, *_staged_row(m, _sqlite_time(m.created_at), q))
+                for i, (m, q) in enumerate(zip(staged, questions, strict=True), 1)
             ],
         )
         inserted = cursor.rowcount
@@ -342,7 +346,7 @@ class Store(SourceMixin):
         savepoint.rollback()
         return 0
 
-    def _stage(self, conn: sa.Connection, staged: list[Message]) -> None:
+    def _stage(self, conn: sa.Connection, staged: list[Message], questions: list[bool]) -> None:
         columns = ", ".join(_STAGED_COLUMNS)
         if self.dialect == "postgresql":
             conn.exec_driver_sql(
@@ -353,8 +357,8 @@ class Store(SourceMixin):
             )
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             with cursor.copy(f"COPY bc_staging (ord, {columns}) FROM STDIN") as copy:
-                for ord_, m in enumerate(staged):
-                    copy.write_row((ord_, *_staged_row(m, m.created_at)))
+                for ord_, (m, q) in enumerate(zip(staged, questions, strict=True)):
+                    copy.write_row((ord_, *_staged_row(m, m.created_at, q)))
             cursor.close()
         else:
             conn.exec_driver_sql(
@@ -367,7 +371,10 @@ class Store(SourceMixin):
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
             cursor.executemany(
                 f"INSERT INTO bc_staging (ord, {columns}) VALUES ({placeholders})",
-                [(i, *_staged_row(m, _sqlite_time(m.created_at))) for i, m in enumerate(staged)],
+                [
+                    (i, *_staged_row(m, _sqlite_time(m.created_at), q))
+                    for i, (m, q) in enumerate(zip(staged, questions, strict=True))
+                ],
             )
             cursor.close()
 
@@ -413,7 +420,7 @@ def _sqlite_time(dt: datetime) -> str:
     return dt.isoformat(" ", "microseconds")[:26]  # without the "+00:00"
 
 
-def _staged_row(m: Message, created: Any) -> tuple[Any, ...]:
+def _staged_row(m: Message, created: Any, question: bool) -> tuple[Any, ...]:
     return (
         m.network.value,
         m.network_id,
@@ -429,7 +436,7 @@ def _staged_row(m: Message, created: Any) -> tuple[Any, ...]:
         json_list(m.mentions),
         json_list(m.links),
         m.raw,
-        is_question(m.text),
+        question,
     )
 
 
