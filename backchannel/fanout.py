@@ -39,6 +39,7 @@ the stream out of seq order; `InOrder` puts them back.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 import uuid
@@ -78,78 +79,105 @@ _NETWORKS = {n.value: n for n in Network}
 _STATUSES = {s.value: s for s in Status}
 
 
-def _message(m: Message) -> dict[str, Any]:
-    # `raw` is left out: it is large, and no channel view reads it.
-    return {
-        "network": m.network.value,
-        "network_id": m.network_id,
-        "uri": m.uri,
-        "author_handle": m.author_handle,
-        "author_name": m.author_name,
-        "text": m.text,
-        "created_at": format_time(m.created_at),
-        "event": m.event,
-        "permalink": m.permalink,
-        "reply_to": m.reply_to,
-        "repost_of": m.repost_of,
-        "hashtags": m.hashtags,
-        "mentions": m.mentions,
-        "links": m.links,
-    }
+# A message and a stored message travel as JSON arrays in their fields' order: a reader
+# decodes each of a busy event's messages, and positional fields build the dataclasses
+# in a fraction of the time of keyed ones. `raw` is left out: it is large, and no
+# channel view reads it.
 
 
-def _message_from(d: dict[str, Any]) -> Message:
+def _message(m: Message) -> list[Any]:
+    return [
+        m.network.value,
+        m.network_id,
+        m.uri,
+        m.author_handle,
+        m.author_name,
+        m.text,
+        format_time(m.created_at),
+        m.event,
+        m.permalink,
+        m.reply_to,
+        m.repost_of,
+        m.hashtags,
+        m.mentions,
+        m.links,
+    ]
+
+
+def _message_from(f: list[Any]) -> Message:
+    (
+        network,
+        network_id,
+        uri,
+        handle,
+        name,
+        text,
+        created,
+        event,
+        permalink,
+        reply_to,
+        repost_of,
+        tags,
+        mentions,
+        links,
+    ) = f
     return Message(
-        network=_NETWORKS[d["network"]],
-        network_id=d["network_id"],
-        uri=d["uri"],
-        author_handle=d["author_handle"],
-        author_name=d["author_name"],
-        text=d["text"],
-        created_at=parse_time(d["created_at"]),
-        event=d["event"],
-        permalink=d["permalink"],
-        reply_to=d["reply_to"],
-        repost_of=d["repost_of"],
-        hashtags=tuple(d["hashtags"]),
-        mentions=tuple(d["mentions"]),
-        links=tuple(d["links"]),
+        _NETWORKS[network],
+        network_id,
+        uri,
+        handle,
+        name,
+        text,
+        parse_time(created),
+        event,
+        permalink,
+        reply_to,
+        repost_of,
+        tuple(tags),
+        tuple(mentions),
+        tuple(links),
     )
 
 
-def _stored(s: StoredMessage) -> dict[str, Any]:
+def _stored(s: StoredMessage) -> list[Any]:
     mod = s.moderation
-    return {
-        "id": s.id,
-        "seq": s.seq,
-        "message": _message(s.message),
-        "moderation": [mod.status.value, mod.starred, mod.answered, mod.pinned],
-        "repost_count": s.repost_count,
-        "is_question": s.is_question,
-        "copy_of": s.copy_of,
-        "copy_count": s.copy_count,
-        "deleted": s.deleted,
-    }
+    return [
+        s.id,
+        s.seq,
+        _message(s.message),
+        [mod.status.value, mod.starred, mod.answered, mod.pinned],
+        s.repost_count,
+        s.is_question,
+        s.copy_of,
+        s.copy_count,
+        s.deleted,
+    ]
 
 
-def _stored_from(d: dict[str, Any]) -> StoredMessage:
-    status, starred, answered, pinned = d["moderation"]
+@functools.cache
+def _moderation(status: str, starred: bool, answered: bool, pinned: bool) -> Moderation:
+    # A few dozen distinct values, all immutable: shared rather than built per message.
+    return Moderation(_STATUSES[status], starred, answered, pinned)
+
+
+def _stored_from(f: list[Any]) -> StoredMessage:
+    id_, seq, message, moderation, repost_count, is_question, copy_of, copy_count, deleted = f
     return StoredMessage(
-        id=d["id"],
-        seq=d["seq"],
-        message=_message_from(d["message"]),
-        moderation=Moderation(_STATUSES[status], starred, answered, pinned),
-        repost_count=d["repost_count"],
-        is_question=d["is_question"],
-        copy_of=d["copy_of"],
-        copy_count=d["copy_count"],
-        deleted=d["deleted"],
+        id_,
+        seq,
+        _message_from(message),
+        _moderation(*moderation),
+        repost_count,
+        is_question,
+        copy_of,
+        copy_count,
+        deleted,
     )
 
 
 def encode_value(value: Publishable) -> dict[str, Any]:
     if isinstance(value, StoredMessage):
-        return {"t": "m", **_stored(value)}
+        return {"t": "m", "m": _stored(value)}
     if isinstance(value, Change):
         return {
             "t": "c",
@@ -168,7 +196,7 @@ def encode_value(value: Publishable) -> dict[str, Any]:
 def decode_value(d: dict[str, Any]) -> Publishable:
     match d["t"]:
         case "m":
-            return _stored_from(d)
+            return _stored_from(d["m"])
         case "c":
             return Change(
                 seq=d["seq"],
