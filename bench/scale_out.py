@@ -648,6 +648,9 @@ def main() -> None:
         parser.error("keep runs at 30 s or less")
     raise_fd_limit(max(args.clients) + 256)
     if args.serve:
+        from backchannel.cli import tune_gc
+
+        tune_gc()  # as `backchannel serve` runs
         asyncio.run(serve_backchannel(args) if args.serve == "backchannel" else serve_socketio(args))
         return
     if args.no_redis:
