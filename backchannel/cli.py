@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import re
@@ -20,6 +21,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_ARCHIVE = REPO_ROOT / "replay_data" / "slz.jsonl"
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+# How long a writing process waits at exit for Redis to take what it has published.
+PUBLISH_DRAIN = 30.0
 
 
 def _default_event(path: Path) -> str:
@@ -83,6 +86,22 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK if stats.ok else EXIT_REJECTED
 
 
+@contextlib.asynccontextmanager
+async def _publisher():  # type: ignore[no-untyped-def]
+    """For a process that writes messages but serves no dashboard: a publish function
+    that sends what it stored to every app instance through Redis when
+    `BACKCHANNEL_REDIS` is set (None otherwise: the dashboards see it on their next resume)."""
+    fanout = _fanout()
+    if fanout is None:
+        yield None
+        return
+    await fanout.start()
+    try:
+        yield fanout.publish
+    finally:
+        await fanout.close(drain_timeout=PUBLISH_DRAIN)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from backchannel.pipeline import Pipeline
     from backchannel.sources.archive import Rejected, read_archive
@@ -105,9 +124,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     with _open_store(args) as store:
         pipeline = Pipeline(store, args.event, batch_size=1000 if args.speed == 0 else 200)
+
+        async def run() -> None:
+            async with _publisher() as publish:
+                pipeline.publish = publish
+                await replay(messages(), pipeline, speed=args.speed, on_message=show)
+
         interrupted = False
         try:
-            asyncio.run(replay(messages(), pipeline, speed=args.speed, on_message=show))
+            asyncio.run(run())
         except KeyboardInterrupt:
             interrupted = True
         stats = pipeline.stats
@@ -159,6 +184,16 @@ def _security_settings():  # type: ignore[no-untyped-def]
     )
 
 
+def _fanout():  # type: ignore[no-untyped-def]
+    """The Redis fan-out when `BACKCHANNEL_REDIS` is set, else None (in-process hub)."""
+    url = config.setting("redis")
+    if not url:
+        return None
+    from backchannel.fanout import RedisFanout
+
+    return RedisFanout(url, stream_prefix=config.setting("redis_prefix"))
+
+
 def _load_event_file(path: str | None):  # type: ignore[no-untyped-def]
     from backchannel import eventfile
 
@@ -194,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             store,
             security=_security_settings(),
             background=background,
-            redis_url=config.setting("redis"),
+            fanout=_fanout(),
         )
         url = f"http://{args.host}:{args.port}/"
         run(app, args.host, args.port, on_ready=lambda: print(f"backchannel serving on {url}", flush=True))
@@ -216,13 +251,14 @@ def cmd_collect(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        collector = Collector(store, event.name, sources)
-        await collector.start()
-        print(f"collecting {event.name!r} from {len(sources)} source(s); Ctrl-C stops", flush=True)
-        try:
-            await stop.wait()
-        finally:
-            await collector.stop()
+        async with _publisher() as publish:
+            collector = Collector(store, event.name, sources, publish=publish)
+            await collector.start()
+            print(f"collecting {event.name!r} from {len(sources)} source(s); Ctrl-C stops", flush=True)
+            try:
+                await stop.wait()
+            finally:
+                await collector.stop()
 
     with _open_store(args) as store:
         store.event(event.name)
@@ -297,7 +333,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             from cryptography.fernet import Fernet
 
             security = replace(security, secret=Fernet.generate_key().decode())
-        app = create_app(store, security=security, background=[replay_slz], redis_url=config.setting("redis"))
+        app = create_app(store, security=security, background=[replay_slz], fanout=_fanout())
         base = f"http://{args.host}:{args.port}"
 
         def ready() -> None:

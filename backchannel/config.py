@@ -43,7 +43,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "redis",
         "",
-        "Redis URL (`redis://…`) to fan out live items across several app instances; unset: in-process hub.",
+        "Redis URL (`redis://…`) to fan out live items across several app instances, and from `backchannel replay` and `backchannel collect` to them; unset: in-process hub.",
+    ),
+    Setting(
+        "redis_prefix",
+        "backchannel:",
+        "Prefix of the Redis keys one deployment uses (its fan-out stream is `{prefix}events`); deployments that share a Redis server need different ones.",
     ),
 )
 

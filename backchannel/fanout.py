@@ -333,6 +333,8 @@ class RedisFanout:
 
     `start(deliver)` connects, notes where the stream ends and starts the reader and
     the sender; `close()` stops them (after a short drain of what is queued).
+    `start()` without `deliver` starts only the sender, for a process that writes
+    messages but serves no clients.
     """
 
     def __init__(self, url: str, *, stream_prefix: str = "backchannel:", maxlen: int = 100_000) -> None:
@@ -372,8 +374,13 @@ class RedisFanout:
         self._pending.append(entry)
         self._wake.set()
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver | None = None) -> None:
+        """Start the sender, and with `deliver` the reader. A process that only writes
+        (`backchannel replay`, `backchannel collect`) passes none: it serves no sockets."""
         self._deliver_to = deliver
+        if deliver is None:
+            self._tasks = [asyncio.create_task(self._send(), name="fanout-sender")]
+            return
         # Entries before this point are history (clients get it from the store).
         last = await self._redis.xrevrange(self.stream, count=1)
         self._last_id = last[0][0] if last else b"0-0"

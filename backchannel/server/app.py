@@ -47,11 +47,9 @@ def create_app(
     security: SecuritySettings | None = None,
     hub: Hub | None = None,
     background: list[Background] | None = None,
-    redis_url: str = "",
     fanout: RedisFanout | None = None,
 ) -> web.Application:
-    """`redis_url` (or a `fanout` built by the caller, e.g. with its own stream prefix)
-    fans live items out across processes; without either, the hub is in-process."""
+    """`fanout` carries live items across processes; without it the hub is in-process."""
     app = web.Application(client_max_size=64 * 1024)
     app[STORE] = store
     app[HUB] = hub or Hub()
@@ -60,8 +58,6 @@ def create_app(
     app[WALLS] = {}
     app[SOCKETS] = {}
     app[WRITE_LOCKS] = {}
-    if fanout is None and redis_url:
-        fanout = RedisFanout(redis_url)
     if fanout is not None:
         app[FANOUT] = fanout
         app.cleanup_ctx.append(_fanout_context)
