@@ -87,7 +87,7 @@ _STATUSES = {s.value: s for s in Status}
 
 def _message(m: Message) -> list[Any]:
     return [
-        m.network.value,
+        m.network,  # orjson writes an enum as its value
         m.network_id,
         m.uri,
         m.author_handle,
@@ -145,7 +145,7 @@ def _stored(s: StoredMessage) -> list[Any]:
         s.id,
         s.seq,
         _message(s.message),
-        [mod.status.value, mod.starred, mod.answered, mod.pinned],
+        [mod.status, mod.starred, mod.answered, mod.pinned],
         s.repost_count,
         s.is_question,
         s.copy_of,

@@ -36,7 +36,9 @@ def parse_time(value: Any) -> datetime:
 
 
 def format_time(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if dt.tzinfo is not UTC:  # messages hold UTC already; converting anyway costs a third
+        dt = dt.astimezone(UTC)
+    return dt.isoformat().replace("+00:00", "Z")
 
 
 _NETWORKS = {n.value: n for n in Network}

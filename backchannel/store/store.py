@@ -239,10 +239,14 @@ class Store(SourceMixin):
                 added_count = self._insert_if_all_new(conn, info.id, base, staged, questions)
                 if added_count and want_rows:
                     # The fast path numbered the batch in order: seq base + 1 is staged[0].
-                    ids = conn.exec_driver_sql(
+                    # Read through the driver's cursor, as the rows were written: a thousand
+                    # ids without a result row object each.
+                    reader = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+                    reader.execute(
                         f"SELECT id FROM messages WHERE event_id = {int(info.id)} AND seq > {int(base)} ORDER BY seq"
-                    ).scalars()
-                    new = list(zip(ids, range(len(staged)), strict=True))
+                    )
+                    new = list(zip((row[0] for row in reader.fetchall()), range(len(staged)), strict=True))
+                    reader.close()
             if not added_count:
                 self._stage(conn, staged, questions)
                 returning = " RETURNING id, seq, uri" if want_rows else ""
