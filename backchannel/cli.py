@@ -119,8 +119,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 yield item
 
     def show(message) -> None:  # type: ignore[no-untyped-def]
-        if args.verbose:
-            print(f"{message.created_at:%H:%M:%S} @{message.author_handle}: {message.text}")
+        print(f"{message.created_at:%H:%M:%S} @{message.author_handle}: {message.text}")
 
     with _open_store(args) as store:
         pipeline = Pipeline(store, args.event, batch_size=1000 if args.speed == 0 else 200)
@@ -128,7 +127,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         async def run() -> None:
             async with _publisher() as publish:
                 pipeline.publish = publish
-                await replay(messages(), pipeline, speed=args.speed, on_message=show)
+                await replay(
+                    messages(), pipeline, speed=args.speed, on_message=show if args.verbose else None
+                )
 
         interrupted = False
         try:
