@@ -179,7 +179,9 @@ def main() -> None:
         f"= {args.count / replayed['elapsed']:,.0f} messages/s ingest, on every client's wall "
         f"after {elapsed:.2f} s = {args.count / elapsed:,.0f} messages/s end to end"
     )
-    writer_cpu = "" if args.writer == "server" else f"writer {replayed['cpu'] / replayed['elapsed'] * 100:.0f}%, "
+    writer_cpu = (
+        "" if args.writer == "server" else f"writer {replayed['cpu'] / replayed['elapsed'] * 100:.0f}%, "
+    )
     print(
         f"CPU: {writer_cpu}server {r['server_cpu'] / elapsed * 100:.0f}% of a core "
         f"(RSS {stats['rss_kib'] / 1024:.0f} MiB at the end), Redis {r['redis_cpu'] / elapsed * 100:.0f}%, "
