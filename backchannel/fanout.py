@@ -154,9 +154,9 @@ def _stored(s: StoredMessage) -> list[Any]:
     ]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=64)
 def _moderation(status: str, starred: bool, answered: bool, pinned: bool) -> Moderation:
-    # A few dozen distinct values, all immutable: shared rather than built per message.
+    # 24 valid values, all immutable: shared rather than built per message.
     return Moderation(_STATUSES[status], starred, answered, pinned)
 
 
