@@ -1,8 +1,10 @@
-"""Helpers shared by the hub, server and fan-out tests: a message builder and a feed reader."""
+"""Helpers shared by the hub, server, fan-out and process tests: a message builder, a feed
+reader and a free port."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -71,3 +73,10 @@ async def aiohttp_receive(ws: aiohttp.ClientWebSocketResponse) -> str:
     message = await ws.receive()
     assert message.type is aiohttp.WSMsgType.TEXT, message
     return str(message.data)
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now, for a server started in another process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -21,8 +21,7 @@ import orjson
 import pytest
 import redis
 from cryptography.fernet import Fernet
-from support import Feed, aiohttp_receive
-from test_serve_config import free_port
+from support import Feed, aiohttp_receive, free_port
 
 from backchannel.store import Store
 from backchannel.store.queries import MessageQuery
