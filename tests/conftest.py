@@ -13,21 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import unavailable
 
 from backchannel.store import Store
 
 PG_ADMIN_URL = os.environ.get("BACKCHANNEL_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BACKCHANNEL_TEST_REDIS", "redis://127.0.0.1:6379/0")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 DATA = Path(__file__).parent / "data"
-
-
-def unavailable(what: str, why: object) -> None:
-    """Skip on a laptop without the service; fail in CI, where it must be there."""
-    message = f"{what} is not available ({why})"
-    if IN_CI:
-        pytest.fail(message + "; CI must provide it")
-    pytest.skip(message)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ reader and a free port."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 
 from backchannel.core import wire
 from backchannel.core.models import Message, Network
@@ -80,3 +82,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def unavailable(what: str, why: object) -> None:
+    """Skip on a laptop without the service; fail in CI, where it must be there."""
+    message = f"{what} is not available ({why})"
+    if IN_CI:
+        pytest.fail(message + "; CI must provide it")
+    pytest.skip(message)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from browser_support import LiveServer, PageWatch, browser_missing, launch, login
-from conftest import unavailable
+from support import unavailable
 
 from backchannel.core.models import Message, Network
 from backchannel.core.moderation import Action
