@@ -1,4 +1,4 @@
-"""Moderation writes and moderator accounts.
+"""Moderation writes.
 
 Every change is applied and logged in one transaction, numbered in the event's
 sequence (the same counter as messages), so a dashboard that resumes replays
@@ -18,7 +18,7 @@ from backchannel.core.moderation import Action, EventAction, WallRules, apply
 from backchannel.errors import StoreError
 from backchannel.store.queries import QueryMixin
 from backchannel.store.rows import lock_event, next_seq
-from backchannel.store.schema import blocked_authors, changes, events, messages, muted_terms, users
+from backchannel.store.schema import blocked_authors, changes, events, messages, muted_terms
 
 
 class ModerationMixin(QueryMixin):
@@ -174,25 +174,3 @@ class ModerationMixin(QueryMixin):
                 created_at=datetime.now(UTC),
             )
         )
-
-    # -- moderator accounts ------------------------------------------------------------
-
-    def add_user(self, username: str, password_hash: str) -> None:
-        with self.engine.begin() as conn:
-            exists = conn.execute(sa.select(users.c.id).where(users.c.username == username)).one_or_none()
-            if exists:
-                conn.execute(
-                    sa.update(users).where(users.c.username == username).values(password_hash=password_hash)
-                )
-            else:
-                conn.execute(
-                    sa.insert(users).values(
-                        username=username, password_hash=password_hash, created_at=datetime.now(UTC)
-                    )
-                )
-
-    def password_hash(self, username: str) -> str | None:
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(users.c.password_hash).where(users.c.username == username)
-            ).scalar_one_or_none()

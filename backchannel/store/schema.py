@@ -138,3 +138,16 @@ source_gaps = sa.Table(
     sa.Column("gap_to", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
 )
+
+# Moderators' logins. The cookie carries a random session id; only its SHA-256 is
+# stored, so a copy of the database holds no usable session.
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("csrf", sa.String(100), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+    sa.Index("ix_sessions_user_id", "user_id"),
+)

@@ -32,6 +32,7 @@ from backchannel.core.models import Message, StoredMessage
 from backchannel.core.questions import is_question
 from backchannel.core.retweets import manual_retweet, quotes
 from backchannel.errors import StoreError
+from backchannel.store.accounts import AccountMixin
 from backchannel.store.rows import EventInfo, json_list, lock_event, save_cursor
 from backchannel.store.schema import events, messages
 from backchannel.store.sources import SourceMixin
@@ -116,9 +117,10 @@ def _make_engine(url: str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-class Store(SourceMixin):
+class Store(SourceMixin, AccountMixin):
     """The store's public face: lifecycle, events and ingest here; reading in
-    `queries.py`, moderation and accounts in `moderation.py`."""
+    `queries.py`, moderation in `moderation.py`, moderators and their sessions in
+    `accounts.py`."""
 
     def __init__(self, url: str, *, migrate: bool = True) -> None:
         self.url = normalise_url(url)
