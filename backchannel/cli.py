@@ -182,6 +182,7 @@ def _security_settings():  # type: ignore[no-untyped-def]
         secret=config.setting("secret"),
         allowed_origins=origins,
         cookie_secure=config.setting("cookie_secure"),
+        trusted_proxies=tuple(p for p in config.setting("trusted_proxies").split(",") if p.strip()),
     )
 
 
@@ -369,6 +370,14 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_user_remove(args: argparse.Namespace) -> int:
+    with _open_store(args) as store:
+        if not store.remove_user(args.username):
+            raise BackchannelError(f"no moderator named {args.username!r}")
+    print(f"moderator {args.username!r} removed; their sessions have ended")
+    return EXIT_OK
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     with _open_store(args) as store:
         for name in store.event_names():
@@ -440,11 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("user", help="manage moderator accounts")
     user_sub = p.add_subparsers(dest="user_command", required=True, metavar="ACTION")
-    p = user_sub.add_parser("add", help="add a moderator, or set a moderator's password")
+    p = user_sub.add_parser(
+        "add", help="add a moderator, or set a moderator's password (ends their sessions)"
+    )
     p.add_argument("username")
     p.add_argument("--password", help="the password (default: asked, or read from standard input)")
     _add_db(p)
     p.set_defaults(func=cmd_user_add)
+    p = user_sub.add_parser("remove", help="remove a moderator and end their sessions")
+    p.add_argument("username")
+    _add_db(p)
+    p.set_defaults(func=cmd_user_remove)
 
     p = sub.add_parser("collect", help="run an event file's live sources headless until interrupted")
     p.add_argument("--config", required=True, help="the event file (TOML)")

@@ -41,6 +41,11 @@ SETTINGS: tuple[Setting, ...] = (
         "`true` to mark cookies Secure and name them `__Host-…` (behind HTTPS), `false` for plain HTTP, `auto` to decide per request.",
     ),
     Setting(
+        "trusted_proxies",
+        "",
+        "Addresses or networks (comma-separated, e.g. `10.0.0.2,172.16.0.0/12`) of the reverse proxies in front of the app: only from these is `X-Forwarded-For` (else `Forwarded`) read for the client's address, which the login throttle counts by. Unset: the peer's address.",
+    ),
+    Setting(
         "redis",
         "",
         "Redis URL (`redis://…`) to fan out live items across several app instances, and from `backchannel replay` and `backchannel collect` to them; unset: in-process hub.",

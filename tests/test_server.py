@@ -7,6 +7,7 @@ The fixtures here (`serve`, `Moderator`, `msg`) also serve `test_server_ws.py`.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import socket
@@ -107,14 +108,17 @@ async def serve(store: Store) -> AsyncIterator[Serve]:
             hub: Hub | None = None,
             sndbuf: int | None = None,
             ssl_context: ssl.SSLContext | None = None,
+            on: Store | None = None,
             **settings: Any,
         ) -> Served:
-            security = SecuritySettings(secret=Fernet.generate_key().decode(), **settings)
-            app = create_app(store, security=security, hub=hub)
+            """`on`: another Store (another instance's) to serve; `settings` go to SecuritySettings."""
+            settings.setdefault("secret", Fernet.generate_key().decode())
+            security = SecuritySettings(**settings)
+            app = create_app(on or store, security=security, hub=hub)
             # AppRunner as in production: shutdown runs on_shutdown like SIGTERM does.
             runner = web.AppRunner(app, handle_signals=False)
             await runner.setup()
-            served = Served(app, runner, store, 0, "https" if ssl_context else "http")
+            served = Served(app, runner, on or store, 0, "https" if ssl_context else "http")
             stack.push_async_callback(served.stop)
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             if sndbuf is not None:
@@ -136,14 +140,17 @@ async def served(serve: Serve) -> Served:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[Callable[[], aiohttp.ClientSession]]:
+async def http() -> AsyncIterator[Callable[..., aiohttp.ClientSession]]:
     """Fresh client sessions (one browser each), closed at the end of the test."""
     sessions: list[aiohttp.ClientSession] = []
 
-    def new() -> aiohttp.ClientSession:
+    def new(address: str | None = None) -> aiohttp.ClientSession:
+        """`address`: the browser's own (any of 127.0.0.0/8 on Linux), else 127.0.0.1."""
         # unsafe=True: the jar keeps cookies for an IP address host (127.0.0.1).
         session = aiohttp.ClientSession(
-            cookie_jar=aiohttp.CookieJar(unsafe=True), timeout=aiohttp.ClientTimeout(total=TIMEOUT)
+            cookie_jar=aiohttp.CookieJar(unsafe=True),
+            timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+            connector=aiohttp.TCPConnector(local_addr=(address, 0)) if address else None,
         )
         sessions.append(session)
         return session
@@ -424,7 +431,7 @@ async def test_wrong_password_is_401(served: Served, moderator: NewModerator) ->
 async def test_login_redirects_only_to_our_own_paths(
     serve: Serve, http: Callable[[], aiohttp.ClientSession]
 ) -> None:
-    served = await serve(login_per_account=100)
+    served = await serve()
     m = Moderator(served, http())
     for given, expected in (
         ("/events/slz", "/events/slz"),
@@ -449,7 +456,7 @@ async def test_cross_origin_login_is_refused(served: Served, moderator: NewModer
         assert resp.status == 200  # followed the redirect to "/"
 
 
-async def test_login_is_throttled_per_account(served: Served, moderator: NewModerator) -> None:
+async def test_login_is_throttled_per_account_and_address(served: Served, moderator: NewModerator) -> None:
     m = await moderator(None)
     for _ in range(5):
         assert (await m.login("alice", "wrong")).status == 401
@@ -462,9 +469,9 @@ async def test_login_is_throttled_per_account(served: Served, moderator: NewMode
 
 
 async def test_login_is_throttled_per_address(
-    serve: Serve, http: Callable[[], aiohttp.ClientSession]
+    serve: Serve, http: Callable[..., aiohttp.ClientSession]
 ) -> None:
-    served = await serve(login_per_ip=3)
+    served = await serve(login_per_address=3)
     m = Moderator(served, http())
     for user in ("alice", "bob", "carol"):
         assert (await m.login(user, "wrong")).status == 401
@@ -472,6 +479,74 @@ async def test_login_is_throttled_per_address(
     resp = await m.login("bob")
     assert resp.status == 429
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+async def test_failures_from_another_address_do_not_block_the_right_password(
+    served: Served, http: Callable[..., aiohttp.ClientSession]
+) -> None:
+    attacker = Moderator(served, http("127.0.0.2"))
+    for _ in range(5):
+        assert (await attacker.login("alice", "wrong")).status == 401
+    assert (await attacker.login("alice", "wrong")).status == 429
+    # Alice, from her own address, is not locked out by them.
+    alice = Moderator(served, http("127.0.0.1"))
+    assert (await alice.login("alice")).status == 303
+    assert (await alice.session_info())["user"] == "alice"
+    # And the attacker is still held back.
+    assert (await attacker.login("alice")).status == 429
+
+
+async def test_only_failures_count_and_a_success_clears_its_account(
+    served: Served, moderator: NewModerator
+) -> None:
+    m = await moderator(None)
+    for _ in range(8):
+        assert (await m.login("alice")).status == 303
+    for _ in range(3):  # after 4 failures, a success starts the count again
+        for _ in range(4):
+            assert (await m.login("alice", "wrong")).status == 401
+        assert (await m.login("alice")).status == 303
+
+
+async def test_guesses_sent_at_once_do_not_overrun_the_limit(served: Served, moderator: NewModerator) -> None:
+    m = await moderator(None)
+    statuses = await asyncio.gather(*(m.login("alice", f"wrong {i}") for i in range(15)))
+    codes = sorted(r.status for r in statuses)
+    assert codes.count(401) <= 5, codes
+    assert set(codes) <= {401, 429}, codes
+    assert (await m.login("alice")).status == 429
+
+
+async def test_forwarded_address_is_read_only_from_a_trusted_proxy(
+    serve: Serve, http: Callable[..., aiohttp.ClientSession]
+) -> None:
+    served = await serve(login_per_address=3, trusted_proxies=("127.0.0.1", "10.0.0.0/8"))
+
+    async def login(
+        user: str, password: str | None, headers: dict[str, str], address: str = "127.0.0.1"
+    ) -> int:
+        form = {"username": user, "password": PASSWORDS[user] if password is None else password}
+        async with http(address).post(
+            served.url("/login"), data=form, headers=headers, allow_redirects=False
+        ) as resp:
+            return resp.status
+
+    # Through the proxy (127.0.0.1), three clients' failures from 203.0.113.5 fill its limit...
+    for user in ("alice", "bob", "carol"):
+        assert await login(user, "wrong", {"X-Forwarded-For": "203.0.113.5"}) == 401
+    assert await login("bob", None, {"X-Forwarded-For": "203.0.113.5"}) == 429
+    # ... the right-most address that is not a proxy of ours counts: what the client
+    # wrote before it (a forged "198.51.100.7") does not, nor do our proxies after it.
+    assert await login("bob", None, {"X-Forwarded-For": "198.51.100.7, 203.0.113.5, 10.1.2.3"}) == 429
+    assert await login("bob", None, {"Forwarded": "for=203.0.113.5;proto=https"}) == 429
+    # ... while another client behind the same proxy logs in.
+    assert await login("bob", None, {"X-Forwarded-For": "203.0.113.5, 198.51.100.7"}) == 303
+    assert await login("bob", None, {"Forwarded": 'for="[2001:db8::1]:4711"'}) == 303
+
+    # A peer that is not a trusted proxy is counted by its own address, whatever it forwards.
+    for n, user in enumerate(("alice", "bob", "carol")):
+        assert await login(user, "wrong", {"X-Forwarded-For": f"192.0.2.{n}"}, "127.0.0.2") == 401
+    assert await login("bob", None, {"X-Forwarded-For": "192.0.2.99"}, "127.0.0.2") == 429
 
 
 async def test_session_cookie_is_httponly_strict_and_new_at_login(

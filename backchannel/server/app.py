@@ -22,7 +22,6 @@ from backchannel.server import api, pages, ws
 from backchannel.server.keys import (
     FANOUT,
     HUB,
-    SOCKETS,
     STATS,
     STORE,
     TEMPLATES,
@@ -56,7 +55,6 @@ def create_app(
     app[TEMPLATES] = pages.template_environment()
     app[STATS] = StatsCache(store)
     app[WALLS] = {}
-    app[SOCKETS] = {}
     app[WRITE_LOCKS] = {}
     if fanout is not None:
         app[FANOUT] = fanout

@@ -13,7 +13,7 @@ from backchannel.core.moderation import WallRules
 from backchannel.core.wire import Publishable
 from backchannel.errors import StoreError
 from backchannel.fanout import RedisFanout
-from backchannel.hub import AiohttpConnection, Hub, WallChannel
+from backchannel.hub import Hub, WallChannel
 from backchannel.server.stats_cache import StatsCache
 from backchannel.store import EventInfo, Store
 
@@ -22,8 +22,6 @@ HUB = web.AppKey("hub", Hub)
 TEMPLATES = web.AppKey("templates", jinja2.Environment)
 STATS = web.AppKey("stats", StatsCache)
 WALLS = web.AppKey("walls", dict[str, WallChannel])
-# Each logged-in user's open dashboard sockets, to close at logout.
-SOCKETS = web.AppKey("sockets", dict[str, set[AiohttpConnection]])
 WRITE_LOCKS = web.AppKey("write_locks", dict[str, asyncio.Lock])
 # Set when a Redis URL is configured: publish goes through Redis to every process.
 FANOUT = web.AppKey("fanout", RedisFanout)

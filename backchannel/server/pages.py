@@ -18,14 +18,13 @@ from aiohttp_session import get_session
 
 from backchannel.server.keys import STORE, TEMPLATES, known_event
 from backchannel.server.security import (
-    LOGIN_LIMITER,
+    check_login,
     csrf_token,
     current_user,
     login_session,
+    logout_session,
     origin_allowed,
-    verify_password,
 )
-from backchannel.server.ws import close_user_sockets
 
 WEB = Path(__file__).resolve().parent.parent.parent / "web"
 
@@ -81,16 +80,14 @@ async def login(request: web.Request) -> web.Response:
     username = str(form.get("username", ""))[:200]
     password = str(form.get("password", ""))[:1000]
     target = _safe_next(str(form.get("next", "")))
-    wait = request.app[LOGIN_LIMITER].hit(username, request.remote or "?")
-    if wait is not None:
+    result = await check_login(request, username, password)
+    if result.retry_after is not None:
         response = render(
             request, "login.html", status=429, next=target, error="Too many attempts; try later."
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(result.retry_after)
         return response
-    stored = await asyncio.to_thread(request.app[STORE].password_hash, username)
-    ok = await asyncio.to_thread(verify_password, stored, password)
-    if not ok:
+    if not result.ok:
         return render(request, "login.html", status=401, next=target, error="Wrong user name or password.")
     await login_session(request, username)
     raise web.HTTPSeeOther(target)
@@ -107,10 +104,7 @@ async def logout(request: web.Request) -> web.Response:
         or not secrets.compare_digest(given, expected)
     ):
         raise web.HTTPForbidden(text="missing or bad CSRF token")
-    user = session.get("user")
-    session.invalidate()
-    if isinstance(user, str):
-        await close_user_sockets(request.app, user)
+    await logout_session(request)
     raise web.HTTPSeeOther("/login")
 
 

@@ -1,29 +1,37 @@
 """Sessions, passwords, CSRF, origin checks, login throttling and security headers.
 
 Everything a request passes through before a view sees it. Views never read cookies
-or headers for authorisation themselves: they call `require_moderator`.
+or headers for authorisation themselves: they call `require_moderator`. Sessions live
+in the store (`sessions.py`); the login throttle counts failures per client address and
+per (account, address), the address read from a forwarding header only when the peer
+is a trusted proxy.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import ipaddress
 import logging
+import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass
-from typing import Any
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp_session import Session, get_session, new_session
+from aiohttp_session import get_session, new_session
 from aiohttp_session import setup as setup_session
-from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.fernet import Fernet
 from limits import RateLimitItemPerMinute
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
+
+from backchannel.server import sessions
+from backchannel.server.keys import STORE
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +59,49 @@ def verify_password(stored_hash: str | None, password: str) -> bool:
         return False
 
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
 @dataclass(frozen=True, slots=True)
 class SecuritySettings:
     secret: str = ""
     allowed_origins: tuple[str, ...] = ()
     cookie_secure: str = "auto"  # "true" | "false" | "auto"
-    # Login attempts: per account and per client address, per minute.
-    login_per_account: int = 5
-    login_per_ip: int = 20
+    # Failed logins per minute: per account from one client address, and per address.
+    login_per_pair: int = 5
+    login_per_address: int = 20
+    # Proxies (addresses or networks) whose X-Forwarded-For / Forwarded header names the client.
+    trusted_proxies: tuple[str, ...] = ()
+    # A session ends after this long unused (the open dashboard polls every 30 s), or
+    # this long after login, whichever comes first.
+    session_idle: float = 2 * 3600
+    session_lifetime: float = 12 * 3600
+    # How often each instance checks that its open sockets' sessions are still live.
+    session_check_every: float = 2.0
+    # Seconds since the epoch: the sessions' clock (tests move it).
+    clock: Callable[[], float] = time.time
+    trusted_networks: tuple[IPNetwork, ...] = field(init=False, default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Compared as browsers send an Origin: scheme://host[:port], lower case, no slash.
         origins = tuple(o.strip().rstrip("/").lower() for o in self.allowed_origins if o.strip())
         object.__setattr__(self, "allowed_origins", origins)
+        object.__setattr__(self, "trusted_networks", parse_networks(self.trusted_proxies))
 
 
-def session_key(secret: str) -> bytes:
+def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Addresses and CIDR networks (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`)."""
+    networks = []
+    for value in values:
+        try:
+            networks.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"{value.strip()!r} is not an IP address or network") from None
+    return tuple(networks)
+
+
+def session_cipher_key(secret: str) -> bytes:
     if not secret:
         log.warning("BACKCHANNEL_SECRET is not set: sessions will not survive a restart")
         return base64.urlsafe_b64decode(Fernet.generate_key())
@@ -79,63 +114,123 @@ def session_key(secret: str) -> bytes:
     return key
 
 
-class SessionCookies(EncryptedCookieStorage):
-    """The encrypted session cookie; with `cookie_secure=auto` it is Secure exactly when
-    the request came over HTTPS (a cookie marked Secure would not come back over plain
-    HTTP, and one left unmarked on HTTPS could leak over a later plain request)."""
-
-    def __init__(self, key: bytes, *, auto_secure: bool, **params: Any) -> None:
-        super().__init__(key, **params)
-        self.auto_secure = auto_secure
-
-    async def save_session(
-        self, request: web.Request, response: web.StreamResponse, session: Session
-    ) -> None:
-        await super().save_session(request, response, session)
-        morsel = response.cookies.get(self.cookie_name)
-        if self.auto_secure and request.secure and morsel is not None:
-            morsel["secure"] = True
-
-
 def setup_security(app: web.Application, settings: SecuritySettings) -> None:
+    """Needs the app's store (`keys.STORE`): sessions live there."""
     if settings.cookie_secure not in ("true", "false", "auto"):
         raise ValueError("BACKCHANNEL_COOKIE_SECURE must be true, false or auto")
     secure = settings.cookie_secure == "true"
-    storage = SessionCookies(
-        session_key(settings.secret),
+    storage = sessions.StoreSessions(
+        session_cipher_key(settings.secret),
+        app=app,
+        rules=sessions.rules(settings.session_idle, settings.session_lifetime),
+        clock=settings.clock,
         auto_secure=settings.cookie_secure == "auto",
         cookie_name="__Host-backchannel" if secure else "backchannel_session",
         httponly=True,
         secure=secure,
         samesite="Strict",
         path="/",
-        max_age=12 * 3600,
     )
     setup_session(app, storage)
+    app[sessions.SESSIONS] = storage
+    app[sessions.SOCKETS] = {}
+    app.cleanup_ctx.append(sessions.session_checker(settings.session_check_every))
     app.middlewares.append(security_headers)
-    app[LOGIN_LIMITER] = LoginLimiter(settings.login_per_account, settings.login_per_ip)
+    app[LOGIN_LIMITER] = LoginLimiter(settings.login_per_pair, settings.login_per_address)
     app[SECURITY] = settings
 
 
+@dataclass(frozen=True, slots=True)
+class LoginResult:
+    ok: bool
+    retry_after: int | None = None  # seconds, when the attempt was refused unchecked
+
+
 class LoginLimiter:
-    """Moving-window throttle on login attempts, per account and per address."""
+    """Moving-window throttle on failed logins, per client address and per (account,
+    address) pair. Only failures count, so failures from elsewhere never block a right
+    password; a success clears its pair. An attempt being checked counts as a failure
+    until it is known, so guesses sent in parallel cannot overrun a limit."""
 
-    def __init__(self, per_account: int, per_ip: int) -> None:
+    def __init__(self, per_pair: int, per_address: int) -> None:
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
-        self._account = RateLimitItemPerMinute(per_account)
-        self._ip = RateLimitItemPerMinute(per_ip)
+        self._pair = RateLimitItemPerMinute(per_pair)
+        self._address = RateLimitItemPerMinute(per_address)
+        self._pending: Counter[tuple[str, ...]] = Counter()
 
-    def hit(self, username: str, address: str) -> int | None:
-        """Count an attempt; return seconds to wait when over the limit, else None."""
-        for item, key in ((self._account, f"user:{username.lower()}"), (self._ip, f"ip:{address}")):
-            if not self._limiter.hit(item, key):
-                reset, _ = self._limiter.get_window_stats(item, key)
-                return max(1, int(reset - time.time()) + 1)
-        return None
+    async def attempt(self, account: str, address: str, check: Callable[[], Awaitable[bool]]) -> LoginResult:
+        # The address first among the identifiers: it holds no "/", which limits joins them with.
+        pair = ("pair", address, account.lower())
+        limits = ((self._address, ("address", address)), (self._pair, pair))
+        for item, ids in limits:
+            window = self._limiter.get_window_stats(item, *ids)
+            if window.remaining - self._pending[ids] <= 0:
+                wait = window.reset_time - time.time() if window.remaining <= 0 else 1
+                return LoginResult(False, retry_after=max(1, math.ceil(wait)))
+        for _, ids in limits:
+            self._pending[ids] += 1
+        ok = False
+        try:
+            ok = await check()
+        finally:
+            for item, ids in limits:
+                self._pending[ids] -= 1
+                if not self._pending[ids]:
+                    del self._pending[ids]
+                if not ok:
+                    self._limiter.hit(item, *ids)
+        if ok:
+            self._limiter.clear(self._pair, *pair)
+        return LoginResult(ok)
 
 
 LOGIN_LIMITER = web.AppKey("login_limiter", LoginLimiter)
 SECURITY = web.AppKey("security_settings", SecuritySettings)
+
+
+def _address(token: str) -> IPAddress | None:
+    """An address from a forwarding header's entry: `1.2.3.4`, `1.2.3.4:80`, `[::1]:80`, `::1`."""
+    token = token.strip()
+    if token.startswith("["):
+        token = token[1:].partition("]")[0]
+    elif token.count(":") == 1:
+        token = token.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(token)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped  # a dual-stack socket's view of an IPv4 peer
+    return address
+
+
+def _forwarded_for(request: web.Request) -> list[str]:
+    """The client and the proxies before the last one, left to right. X-Forwarded-For
+    when present (what nginx sets), else RFC 7239's Forwarded."""
+    values = request.headers.getall("X-Forwarded-For", [])
+    if values:
+        return [hop.strip() for value in values for hop in value.split(",") if hop.strip()]
+    return [str(element["for"]) for element in request.forwarded if element.get("for")]
+
+
+def client_address(request: web.Request) -> str:
+    """The address a request came from: the peer, or, when the peer is a trusted proxy,
+    the right-most address in its forwarding header that is not one of our proxies
+    (anything left of that was written by the client and may be forged)."""
+    trusted = request.app[SECURITY].trusted_networks
+    peer = request.remote or "?"
+    address = _address(peer)
+    if address is None or not any(address in net for net in trusted):
+        return str(address or peer)
+    hops = _forwarded_for(request)
+    for hop in reversed(hops):
+        address = _address(hop)
+        if address is None:
+            return hop  # a proxy of ours wrote no address ("unknown"): key on what it wrote
+        if not any(address in net for net in trusted):
+            return str(address)
+    # Every hop is one of our proxies: the left-most is the nearest to the client.
+    return str(_address(hops[0])) if hops else peer
 
 
 SECURITY_HEADERS = {
@@ -182,18 +277,45 @@ def origin_allowed(request: web.Request) -> bool:
     return origin == own_origin(request).lower() or origin in request.app[SECURITY].allowed_origins
 
 
+async def check_login(request: web.Request, username: str, password: str) -> LoginResult:
+    """Check a password under the login throttle (argon2 runs in a worker thread)."""
+    store = request.app[STORE]
+
+    async def check() -> bool:
+        stored = await asyncio.to_thread(store.password_hash, username)
+        return await asyncio.to_thread(verify_password, stored, password)
+
+    return await request.app[LOGIN_LIMITER].attempt(username, client_address(request), check)
+
+
 async def login_session(request: web.Request, username: str) -> str:
-    """Start a fresh session (a new cookie, so a planted one is useless); return its CSRF token."""
+    """Start a fresh session (a new id, so a planted one is useless; the browser's previous
+    session ends); return its CSRF token."""
+    previous = await get_session(request)
+    if previous.identity is not None:
+        await asyncio.to_thread(request.app[STORE].end_session, sessions.session_key(previous.identity))
     session = await new_session(request)
     session["user"] = username
     session["csrf"] = secrets.token_urlsafe(32)
     return str(session["csrf"])
 
 
-async def current_user(request: web.Request) -> str | None:
+async def logout_session(request: web.Request) -> None:
+    """End every session of the logged-in user, on every instance, and close their sockets."""
     session = await get_session(request)
-    user = session.get("user")
-    return user if isinstance(user, str) else None
+    login = sessions.login_of(session)
+    session.invalidate()
+    if login is not None:
+        await sessions.end_user_sessions(request.app, login.user)
+
+
+async def current_login(request: web.Request) -> sessions.Login | None:
+    return sessions.login_of(await get_session(request))
+
+
+async def current_user(request: web.Request) -> str | None:
+    login = await current_login(request)
+    return login.user if login else None
 
 
 async def csrf_token(request: web.Request) -> str:
@@ -206,8 +328,8 @@ async def csrf_token(request: web.Request) -> str:
 
 
 async def require_moderator(request: web.Request, *, write: bool = False) -> str:
-    """The logged-in moderator, or 401; for writes also a same-origin request with the
-    session's CSRF token in the X-CSRF-Token header, or 403."""
+    """The logged-in moderator (their session live in the store), or 401; for writes also
+    a same-origin request with the session's CSRF token in the X-CSRF-Token header, or 403."""
     user = await current_user(request)
     if user is None:
         raise web.HTTPUnauthorized(text='{"error": "login required"}', content_type="application/json")

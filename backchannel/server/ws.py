@@ -22,11 +22,9 @@ from backchannel.hub import (
     WallChannel,
     websocket_response,
 )
-from backchannel.server.keys import HUB, SOCKETS, STORE, WALLS, known_event
-from backchannel.server.security import current_user, origin_allowed
-
-# Private-use close code (4000-4999): the server ended the feed because the user logged out.
-CLOSE_LOGGED_OUT = 4001
+from backchannel.server.keys import HUB, STORE, WALLS, known_event
+from backchannel.server.security import current_login, origin_allowed
+from backchannel.server.sessions import Login, track_socket
 
 
 def backlog_reader(app: web.Application) -> BacklogReader:
@@ -44,7 +42,7 @@ def backlog_reader(app: web.Application) -> BacklogReader:
     return read
 
 
-async def _serve(request: web.Request, channel: Channel, user: str | None) -> web.StreamResponse:
+async def _serve(request: web.Request, channel: Channel, login: Login | None) -> web.StreamResponse:
     event = request.match_info["event"]
     try:
         resume = wire.parse_resume(request.query)
@@ -52,21 +50,12 @@ async def _serve(request: web.Request, channel: Channel, user: str | None) -> we
         raise web.HTTPBadRequest(text=str(exc)) from None
     ws = websocket_response()
     await ws.prepare(request)
-    if user is None:
+    if login is None:
         await _attach(request, ws, event, channel, resume)
         return ws
-    by_user = request.app[SOCKETS]
-    conn = AiohttpConnection(ws, request.transport)
-    by_user.setdefault(user, set()).add(conn)
-    try:
+    # Registered by session: closed when it ends (see sessions.py).
+    with track_socket(request.app, login, AiohttpConnection(ws, request.transport)):
         await _attach(request, ws, event, channel, resume)
-    finally:
-        # Forget the socket, and the user once their last socket is gone.
-        sockets = by_user.get(user)
-        if sockets is not None:
-            sockets.discard(conn)
-            if not sockets:
-                del by_user[user]
     return ws
 
 
@@ -81,11 +70,11 @@ async def _attach(
 async def moderator_feed(request: web.Request) -> web.StreamResponse:
     if not origin_allowed(request):
         raise web.HTTPForbidden(text="cross-origin websocket refused")
-    user = await current_user(request)
-    if user is None:
+    login = await current_login(request)
+    if login is None:
         raise web.HTTPUnauthorized(text="login required")
     await known_event(request)
-    return await _serve(request, DASHBOARD, user)
+    return await _serve(request, DASHBOARD, login)
 
 
 async def wall_feed(request: web.Request) -> web.StreamResponse:
@@ -98,16 +87,6 @@ async def wall_feed(request: web.Request) -> web.StreamResponse:
         rules = await asyncio.to_thread(request.app[STORE].wall_rules, event)
         channel = walls.setdefault(event, WallChannel(rules, name=f"wall:{event}"))
     return await _serve(request, channel, None)
-
-
-async def close_user_sockets(app: web.Application, user: str) -> None:
-    """At logout: the user's open dashboards lose their feed at once.
-
-    All at once, each close bounded in time (a client that does not read is cut off),
-    so no client can hold up the logout.
-    """
-    conns = app[SOCKETS].pop(user, set())
-    await asyncio.gather(*(conn.close(CLOSE_LOGGED_OUT, "logged out") for conn in conns))
 
 
 def routes() -> list[web.AbstractRouteDef]:
