@@ -127,8 +127,10 @@ async def test_password_change_and_user_remove_end_sessions_and_close_sockets(
     await bob.login("bob")
     async with dashboard(alice) as alice_ws, dashboard(bob) as bob_ws:
         # The command line, in its own connection to the database, as an operator runs it.
-        command = ["user", "add", "alice", "--password", "a new password"] if how == "password change" else []
-        command = command or ["user", "remove", "alice"]
+        command = {
+            "password change": ["user", "add", "alice", "--password", "a new password"],
+            "user remove": ["user", "remove", "alice"],
+        }[how]
         assert await asyncio.to_thread(main, [*command, "--db", store.url]) == 0
         await closed_by_server(alice_ws)
         await refused_everywhere(alice, alice.csrf)
