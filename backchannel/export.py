@@ -5,8 +5,8 @@ example: "Here is part 1 of all the tweets:", then every message numbered, with 
 author's name, @handle and text. It is rendered with Jinja2 templates
 (`backchannel/templates/export/post.{md,html,txt}.j2`); `render_post(template=FILE)`
 renders the operator's own file instead, with the same filters, context and
-autoescaping, in Jinja2's sandbox. This module does the I/O of writing files; what a message's text links to is
-decided in `core/richtext` and never here.
+autoescaping, in Jinja2's sandbox. This module does the I/O of writing files; what a
+message's text links to is decided in `core/richtext` and never here.
 
 Template context, for each part:
 
@@ -529,9 +529,15 @@ def replacing(out: Path, *, force: bool = False) -> Iterator[TextIO]:
     failure halfway leaves no partial file, and whatever was at `out` unchanged.
 
     A symbolic link at `out` is refused unless `force`, which writes to its target; a
-    missing directory is a clear error, not a traceback.
+    missing directory is a clear error, not a traceback. Something at `out` that is not
+    a regular file (a pipe, `/dev/null`) is written to as it is: renaming over it would
+    replace it.
     """
     target = _output_target(out, force)
+    if target.exists() and not target.is_file():
+        with target.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+        return
     try:
         fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     except OSError as exc:

@@ -12,7 +12,9 @@ import gc
 import io
 import os
 import re
+import stat
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -520,6 +522,19 @@ def test_an_archive_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> No
     fresh = tmp_path / "fresh.csv"
     export.write_archive(stored(), fresh, fmt="csv")
     assert fresh.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_an_archive_into_a_pipe_leaves_the_pipe_in_place(tmp_path: Path) -> None:
+    # Renaming a finished file over a pipe (or /dev/null) would replace it.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    export.write_archive(stored(), pipe, fmt="jsonl")
+    reader.join(timeout=10)
+    assert len(received[0].splitlines()) == len(MESSAGES)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
 
 
 def _umask() -> int:
