@@ -170,6 +170,24 @@ def test_replay_ctrl_c_stops_cleanly_and_keeps_what_it_took(tmp_path: Path) -> N
         assert store.count("slz") == taken
 
 
+def test_import_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    archive = write_big_archive(tmp_path / "big.jsonl", 200_000)
+    db = tmp_path / "bc.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backchannel", "import", str(archive), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not Path(f"{db}-wal").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling a file: the import gives no other sign it has begun writing
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "backchannel: interrupted" and "Traceback" not in err
+
+
 def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     db = tmp_path / "bc.db"
     result = subprocess.run(
@@ -248,10 +266,10 @@ def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
     subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
-def test_a_full_disk_ends_with_exit_3_and_the_count_stored(tmp_path: Path, tiny_filesystem: Path) -> None:
-    archive = tmp_path / "big.jsonl"
-    with archive.open("wb") as fh:
-        for i in range(1, 30_001):
+def write_big_archive(path: Path, count: int) -> Path:
+    """A JSONL archive of `count` messages of some 200 bytes each."""
+    with path.open("wb") as fh:
+        for i in range(1, count + 1):
             record = {
                 "network": "x",
                 "network_id": str(i),
@@ -260,6 +278,11 @@ def test_a_full_disk_ends_with_exit_3_and_the_count_stored(tmp_path: Path, tiny_
                 "created_at": f"2026-05-04T09:{i // 3600 % 60:02d}:{i // 60 % 60:02d}Z",
             }
             fh.write(json.dumps(record).encode() + b"\n")
+    return path
+
+
+def test_a_full_disk_ends_with_exit_3_and_the_count_stored(tmp_path: Path, tiny_filesystem: Path) -> None:
+    archive = write_big_archive(tmp_path / "big.jsonl", 30_000)
     db = tiny_filesystem / "bc.db"
     reason, stored = database_failure(run_cli("import", str(archive), "--event", "big", "--db", str(db)))
     assert reason == "database or disk is full"
