@@ -9,7 +9,8 @@ listens.
 A batch whose write fails on a transient database error (a restart, a lost
 connection) is written again with backoff (`dbretry`): ingest is idempotent, so
 nothing is lost or stored twice. A permanent failure raises `DatabaseFailed` with the
-number of messages this pipeline had stored.
+number of messages this pipeline had stored. A flush cancelled while it waits keeps
+its batch pending for the next one.
 """
 
 from __future__ import annotations
@@ -68,10 +69,16 @@ class Pipeline:
             batch, self._pending = self._pending, []
             if not batch:
                 return []
-            result = await dbretry.call_async(
-                lambda: asyncio.to_thread(self.store.ingest, self.event, batch),
-                stored=lambda: self.stats.added,
-            )
+            try:
+                result = await dbretry.call_async(
+                    lambda: asyncio.to_thread(self.store.ingest, self.event, batch),
+                    stored=lambda: self.stats.added,
+                )
+            except asyncio.CancelledError:
+                # Cancelled while waiting for the database (Ctrl-C during an outage): the
+                # batch goes back in front, so the final flush still stores it.
+                self._pending[:0] = batch
+                raise
         self.stats.delivered += len(batch)
         self.stats.added += result.added_count
         self.stats.duplicates += result.duplicates

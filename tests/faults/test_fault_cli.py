@@ -9,6 +9,8 @@ whenever a test stops it.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import random
 import signal
@@ -251,3 +253,35 @@ def test_kill_9_at_a_random_moment_then_a_rerun_stores_each_message_once(
     assert status == 0, f"seed {seed}: {err}"
     assert f"{total - partial} added, {partial} already present" in out, f"seed {seed}"
     assert_exactly_once(url, "fault", total)
+
+
+async def test_a_flush_cancelled_during_an_outage_keeps_its_batch(fault_postgres: Postgres) -> None:
+    """Ctrl-C while the database is down: the batch being retried is not dropped; the
+    next flush (a replay's last, once the database is back) stores it."""
+    url = fault_postgres.new_database()
+    retrying = asyncio.Event()
+
+    class RetrySignal(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            retrying.set()
+
+    signal_handler = RetrySignal()
+    logging.getLogger("backchannel.dbretry").addHandler(signal_handler)
+    with Store(url) as store:
+        pipeline = Pipeline(store, "fault", batch_size=1000)
+        await pipeline.put_many([msg(i) for i in range(1, 11)])
+        await pipeline.flush()
+        fault_postgres.stop()
+        await pipeline.put_many([msg(i) for i in range(11, 21)])
+        flushing = asyncio.create_task(pipeline.flush())
+        # Once it has failed and waits to try again, cancel it, as Ctrl-C does.
+        try:
+            await asyncio.wait_for(retrying.wait(), timeout=30)
+        finally:
+            logging.getLogger("backchannel.dbretry").removeHandler(signal_handler)
+        flushing.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await flushing
+        fault_postgres.start()
+        await asyncio.wait_for(pipeline.flush(), timeout=30)
+    assert_exactly_once(url, "fault", 20)
