@@ -122,6 +122,7 @@ async def call_async(
     fn: Callable[[], Awaitable[T]], *, stored: Callable[[], int], budget: float | None = None
 ) -> T:
     """As `call`, for a coroutine function; the waits between tries do not block the loop."""
+
     async def attempt() -> T:
         # A coroutine function of its own: tenacity awaits only what one returns.
         return await fn()
