@@ -8,6 +8,10 @@ it again for every row; beside a busy parsing thread each of those hand-overs
 waits, which made the threaded import slower than a plain loop (measured: 39,000
 against 50,000 messages/s), so SQLite imports in the calling thread. Either way the
 batches in flight are bounded, so memory stays flat however large the archive is.
+
+A batch that fails on a transient database error is written again with backoff
+(`dbretry`; ingest is idempotent, so nothing is stored twice); a permanent failure
+raises `DatabaseFailed` with the number of messages added so far.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from backchannel import dbretry
 from backchannel.core.models import Message
 from backchannel.sources.archive import Rejected
 from backchannel.store import EventInfo, Store
@@ -45,7 +50,7 @@ def bulk_ingest(
     on_rejected: Callable[[Rejected], None] | None = None,
 ) -> ImportStats:
     stats = ImportStats()
-    info = store.event(event)
+    info = dbretry.call(lambda: store.event(event), stored=lambda: 0)
     if store.dialect == "sqlite":
         for batch in _batches(items, batch_size or 5000, stats, on_rejected):
             _write(store, info, batch, stats)
@@ -103,6 +108,6 @@ def _batches(
 
 
 def _write(store: Store, info: EventInfo, batch: list[Message], stats: ImportStats) -> None:
-    result = store.ingest(info, batch, want_rows=False)
+    result = dbretry.call(lambda: store.ingest(info, batch, want_rows=False), stored=lambda: stats.added)
     stats.added += result.added_count
     stats.duplicates += result.duplicates

@@ -13,14 +13,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backchannel import config
-from backchannel.errors import BackchannelError
+from backchannel.errors import BackchannelError, DatabaseFailed
 
 log = logging.getLogger("backchannel")
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_ARCHIVE = REPO_ROOT / "replay_data" / "slz.jsonl"
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
+# Exit statuses (the README's "Exit status" lists them): records rejected is 1, a usage or
+# input error 2, a database that failed for good 3 (after retrying a transient failure
+# for BACKCHANNEL_DB_RETRY seconds), Ctrl-C 130 as a shell reports it.
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_DATABASE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 # How long a writing process waits at exit for Redis to take what it has published.
 PUBLISH_DRAIN = 30.0
 
@@ -142,7 +145,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         f"{state} {path.name} into event {args.event!r}: {stats.added} added, "
         f"{stats.duplicates} already present, {len(rejected)} rejected"
     )
-    return 130 if interrupted else (EXIT_OK if not rejected else EXIT_REJECTED)
+    return EXIT_INTERRUPTED if interrupted else (EXIT_OK if not rejected else EXIT_REJECTED)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -153,11 +156,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         store.event(args.event, create=False)
         messages = store.messages(args.event, order=args.order, only=args.filter)
         if args.format in ("jsonl", "csv"):
-            if out is None:
-                export.write_archive(messages, sys.stdout, fmt=args.format)
-            else:
-                with out.open("w", encoding="utf-8", newline="") as fh:
-                    export.write_archive(messages, fh, fmt=args.format)
+            export.write_archive(messages, out or sys.stdout, fmt=args.format, force=args.force)
             return EXIT_OK
         parts = export.render_post(
             messages,
@@ -165,7 +164,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             part_size=args.part_size,
             template=Path(args.template) if args.template else None,
         )
-    written = export.write_post(parts, out, fmt=args.format)
+    written = export.write_post(parts, out, fmt=args.format, force=args.force)
     if not written:
         sys.stdout.write("\n".join(parts))
     else:
@@ -428,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="which messages",
     )
     p.add_argument("--out", help="output file (a directory with --part-size); default stdout")
-    p.add_argument("--template", help="a Jinja2 template to render instead of the built-in one")
+    p.add_argument("--template", help="a Jinja2 template to render instead of the built-in one (sandboxed)")
+    p.add_argument("--force", action="store_true", help="write through a symbolic link at --out")
     _add_db(p)
     p.set_defaults(func=cmd_export)
 
@@ -506,11 +506,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--speed must be 0 (no waiting) or more")
     try:
         return int(args.func(args))
+    except DatabaseFailed as exc:
+        return _database_failed(exc)
     except BackchannelError as exc:
         print(f"backchannel: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
+    except KeyboardInterrupt:
+        print("backchannel: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        # The one translation of database errors for every command: those the writers
+        # gave up on arrive as DatabaseFailed, with their count; any other (opening the
+        # store, reading for an export or a status) arrives here as the driver raised it.
+        from backchannel import dbretry
+
+        if not dbretry.is_database_error(exc):
+            raise
+        return _database_failed(DatabaseFailed(dbretry.describe(exc)))
+
+
+def _database_failed(exc: DatabaseFailed) -> int:
+    stored = "" if exc.stored is None else f"; {exc.stored:,} messages stored before it (a rerun skips them)"
+    print(f"backchannel: the database failed: {exc.reason}{stored}", file=sys.stderr)
+    return EXIT_DATABASE
 
 
 if __name__ == "__main__":  # pragma: no cover

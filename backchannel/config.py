@@ -24,6 +24,11 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("db", "backchannel.db", "Database URL or SQLite file path (`postgresql://…` for PostgreSQL)."),
+    Setting(
+        "db_retry",
+        "60",
+        "Seconds a command keeps retrying a database that is down or restarting (connection refused or lost) before it gives up with exit status 3.",
+    ),
     Setting("log_level", "INFO", "Logging level (DEBUG, INFO, WARNING, ERROR)."),
     Setting(
         "secret",

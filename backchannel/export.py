@@ -4,9 +4,9 @@ The post is what an event's author publishes afterwards, in the manner of the fo
 example: "Here is part 1 of all the tweets:", then every message numbered, with its
 author's name, @handle and text. It is rendered with Jinja2 templates
 (`backchannel/templates/export/post.{md,html,txt}.j2`); `render_post(template=FILE)`
-renders the operator's own file instead, with the same environment, filters and
-context. This module does the I/O of writing files; what a message's text links to is
-decided in `core/richtext` and never here.
+renders the operator's own file instead, with the same filters, context and
+autoescaping, in Jinja2's sandbox. This module does the I/O of writing files; what a
+message's text links to is decided in `core/richtext` and never here.
 
 Template context, for each part:
 
@@ -47,21 +47,28 @@ a small allowlist, which also sets rel="noopener noreferrer nofollow ugc" on lin
 Markdown escapes every character of stranger text that could start a link, image,
 emphasis, heading, list, table or raw HTML. Plain text is not escaped. File names of a
 split post are `part-01.md`, …: never derived from message text, titles or hashtags.
+The operator's template runs in `jinja2.sandbox.SandboxedEnvironment`: it cannot reach
+Python's internals. A file is written under a temporary name and renamed into place,
+so an export that fails halfway leaves no partial file; a symbolic link at the output
+path is refused unless forced.
 """
 
 from __future__ import annotations
 
 import csv
 import gc
+import os
 import re
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 import jinja2
+import jinja2.sandbox
 import nh3
 import orjson
 from markupsafe import Markup, escape
@@ -268,14 +275,19 @@ def iso_time(dt: datetime) -> str:
 _HTML_EXTENSIONS = ("html", "htm", "xml", "html.j2", "htm.j2", "xml.j2")
 
 
-@lru_cache(maxsize=2)
-def environment(html: bool) -> jinja2.Environment:
+@lru_cache(maxsize=4)
+def environment(html: bool, *, sandboxed: bool = False) -> jinja2.Environment:
     """The templates' environment; HTML's autoescapes every template, the operator's too.
 
+    The operator's own template runs in a sandboxed one (`sandboxed=True`), with the same
+    autoescaping, filters and options: a template file is code, and one from a stranger
+    must not reach Python's internals (`cycler.__init__.__globals__.os`). The built-in
+    templates run unsandboxed, as the sandbox checks every attribute access and call.
     Built once per process: templates compile once and are never looked up again
     (auto_reload off), which matters when a post has 100,000 messages.
     """
-    env = jinja2.Environment(
+    kind = jinja2.sandbox.SandboxedEnvironment if sandboxed else jinja2.Environment
+    env = kind(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=jinja2.select_autoescape(
             enabled_extensions=_HTML_EXTENSIONS, default_for_string=html, default=html
@@ -300,7 +312,7 @@ def environment(html: bool) -> jinja2.Environment:
 
 
 def _template(fmt: str, path: Path | None) -> jinja2.Template:
-    env = environment(fmt == "html")
+    env = environment(fmt == "html", sandboxed=path is not None)
     try:
         if path is None:
             return env.get_template(f"post.{FORMATS[fmt]}.j2")
@@ -450,19 +462,25 @@ def _render_parts(
     return rendered
 
 
-def write_post(parts: Sequence[str], out: Path | None, fmt: str = "markdown") -> list[Path]:
+def write_post(
+    parts: Sequence[str], out: Path | None, fmt: str = "markdown", *, force: bool = False
+) -> list[Path]:
     """Write the rendered parts; return the files written (none: the caller prints them).
 
     One part goes to the file `out`; several go into the directory `out`, one file a
     part, named `part-01.md`, `part-02.md`, … (an existing directory gets that layout
-    even for one part). Names come from the part number alone.
+    even for one part). Names come from the part number alone. Each file is written
+    whole or not at all (`replacing`); a symbolic link is refused unless `force`.
     """
     if out is None:
         return []
     ext = FORMATS[_normalise_format(fmt)]
     if len(parts) == 1 and not out.is_dir():
-        out.write_text(parts[0], encoding="utf-8", newline="")
+        with replacing(out, force=force) as fh:
+            fh.write(parts[0])
         return [out]
+    if out.is_symlink() and not force:
+        raise _symlink_refused(out)
     if out.exists() and not out.is_dir():
         raise BackchannelError(f"{out} is a file; a post in {len(parts)} parts needs a directory")
     out.mkdir(parents=True, exist_ok=True)
@@ -470,9 +488,71 @@ def write_post(parts: Sequence[str], out: Path | None, fmt: str = "markdown") ->
     written = []
     for number, text in enumerate(parts, 1):
         path = out / f"part-{number:0{width}d}.{ext}"
-        path.write_text(text, encoding="utf-8", newline="")
+        with replacing(path, force=force) as fh:
+            fh.write(text)
         written.append(path)
     return written
+
+
+def _symlink_refused(path: Path) -> BackchannelError:
+    return BackchannelError(
+        f"{path} is a symbolic link (to {os.readlink(path)}); not writing through it (--force does)"
+    )
+
+
+def _output_target(out: Path, force: bool) -> Path:
+    """The file that writing `out` will replace, after the checks that make a clear error
+    of what would otherwise be a traceback or a surprise."""
+    if out.is_symlink():
+        if not force:
+            raise _symlink_refused(out)
+        out = out.resolve()
+    if not out.parent.is_dir():
+        raise BackchannelError(f"cannot write {out}: the directory {out.parent} does not exist")
+    if out.is_dir():
+        raise BackchannelError(f"cannot write {out}: it is a directory")
+    return out
+
+
+def _new_file_mode(target: Path) -> int:
+    if target.exists():
+        return target.stat().st_mode & 0o777
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+@contextmanager
+def replacing(out: Path, *, force: bool = False) -> Iterator[TextIO]:
+    """A text file to write that appears at `out` only when the block ends without an
+    error: it is written under a temporary name beside `out` and renamed over it, so a
+    failure halfway leaves no partial file, and whatever was at `out` unchanged.
+
+    A symbolic link at `out` is refused unless `force`, which writes to its target; a
+    missing directory is a clear error, not a traceback. Something at `out` that is not
+    a regular file (a pipe, `/dev/null`) is written to as it is: renaming over it would
+    replace it.
+    """
+    target = _output_target(out, force)
+    if target.exists() and not target.is_file():
+        with target.open("w", encoding="utf-8", newline="") as fh:
+            yield fh
+        return
+    try:
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise BackchannelError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    try:
+        with open(fd, "w", encoding="utf-8", newline="") as fh:
+            os.fchmod(fh.fileno(), _new_file_mode(target))
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 # -- archives --------------------------------------------------------------------------------
@@ -538,8 +618,15 @@ def _jsonl_lines(messages: Iterable[Message | StoredMessage]) -> Iterator[str]:
         yield orjson.dumps(message_to_record(m)).decode() + "\n"
 
 
-def write_archive(messages: Iterable[Message | StoredMessage], out: TextIO | Path, fmt: str = "jsonl") -> int:
-    """Write an archive, one message a line; return how many were written.
+def write_archive(
+    messages: Iterable[Message | StoredMessage],
+    out: TextIO | Path,
+    fmt: str = "jsonl",
+    *,
+    force: bool = False,
+) -> int:
+    """Write an archive, one message a line; return how many were written. A file
+    `out` is written whole or not at all (`replacing`, which says what `force` does).
 
     JSONL: the records `core/record` defines (with moderation), so the archive imports
     and replays again. CSV: the fixed `CSV_HEADER`, list fields space-separated, and any
@@ -552,7 +639,7 @@ def write_archive(messages: Iterable[Message | StoredMessage], out: TextIO | Pat
             f"unknown archive format {fmt!r}; expected one of {', '.join(ARCHIVE_FORMATS)}"
         )
     if isinstance(out, Path):
-        with out.open("w", encoding="utf-8", newline="") as fh:
+        with replacing(out, force=force) as fh:
             return write_archive(messages, fh, fmt)
     count = 0
     if fmt == "jsonl":

@@ -5,6 +5,12 @@ pipeline batches them, writes each batch in one store transaction (in a worker
 thread, so the event loop never blocks on the database) and publishes only the
 rows that were really new. It must not know where messages come from nor who
 listens.
+
+A batch whose write fails on a transient database error (a restart, a lost
+connection) is written again with backoff (`dbretry`): ingest is idempotent, so
+nothing is lost or stored twice. A permanent failure raises `DatabaseFailed` with the
+number of messages this pipeline had stored. A flush cancelled while it waits keeps
+its batch pending for the next one.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from backchannel import dbretry
 from backchannel.core.models import Message, StoredMessage
 from backchannel.store import Store
 
@@ -62,7 +69,16 @@ class Pipeline:
             batch, self._pending = self._pending, []
             if not batch:
                 return []
-            result = await asyncio.to_thread(self.store.ingest, self.event, batch)
+            try:
+                result = await dbretry.call_async(
+                    lambda: asyncio.to_thread(self.store.ingest, self.event, batch),
+                    stored=lambda: self.stats.added,
+                )
+            except asyncio.CancelledError:
+                # Cancelled while waiting for the database (Ctrl-C during an outage): the
+                # batch goes back in front, so the final flush still stores it.
+                self._pending[:0] = batch
+                raise
         self.stats.delivered += len(batch)
         self.stats.added += result.added_count
         self.stats.duplicates += result.duplicates

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,36 @@ def test_export_post_and_archive_that_imports_again(
         assert store.count("slz") == 58
 
 
+@pytest.mark.parametrize("fmt", ["markdown", "jsonl"])
+def test_export_out_errors_are_clear_and_a_symlink_needs_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    db = str(tmp_path / "bc.db")
+    main(["import", str(SLZ), "--db", db])
+    export = ["export", "--db", db, "--event", "slz", "--format", fmt, "--out"]
+    assert main([*export, str(tmp_path / "missing" / "slz.out")]) == 2
+    assert "the directory" in capsys.readouterr().err
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    link = tmp_path / "slz.out"
+    link.symlink_to(victim)
+    assert main([*export, str(link)]) == 2
+    assert "symbolic link" in capsys.readouterr().err and victim.read_text() == "precious"
+    assert main([*export, str(link), "--force"]) == 0
+    assert "Abi Signorelli" in victim.read_text() and link.is_symlink()
+
+
+def test_a_template_cannot_run_python(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "bc.db")
+    main(["import", str(SLZ), "--db", db])
+    proof = tmp_path / "pwned"
+    template = tmp_path / "evil.md.j2"
+    template.write_text("{{ cycler.__init__.__globals__.os.popen('touch " + str(proof) + "').read() }}")
+    assert main(["export", "--db", db, "--event", "slz", "--template", str(template)]) == 2
+    assert "unsafe" in capsys.readouterr().err
+    assert not proof.exists()
+
+
 def test_export_questions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = str(tmp_path / "bc.db")
     main(["import", str(SLZ), "--db", db])
@@ -139,6 +170,24 @@ def test_replay_ctrl_c_stops_cleanly_and_keeps_what_it_took(tmp_path: Path) -> N
         assert store.count("slz") == taken
 
 
+def test_import_ctrl_c_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    archive = write_big_archive(tmp_path / "big.jsonl", 200_000)
+    db = tmp_path / "bc.db"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backchannel", "import", str(archive), "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not Path(f"{db}-wal").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)  # polling a file: the import gives no other sign it has begun writing
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == "backchannel: interrupted" and "Traceback" not in err
+
+
 def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     db = tmp_path / "bc.db"
     result = subprocess.run(
@@ -154,3 +203,88 @@ def test_user_add_reads_the_password_from_stdin(tmp_path: Path) -> None:
     with Store(str(db)) as store:
         assert verify_password(store.password_hash("alice"), "correct horse battery")
         assert not verify_password(store.password_hash("alice"), "wrong")
+
+
+# -- exit statuses: the database failing for good -------------------------------------------------
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "backchannel", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def database_failure(done: subprocess.CompletedProcess[str]) -> tuple[str, int]:
+    """The one line a command that met a permanent database failure ends with: its
+    reason and the count it reports having stored."""
+    assert done.returncode == 3, done.stderr
+    assert "Traceback" not in done.stderr
+    (line,) = [line for line in done.stderr.splitlines() if line.startswith("backchannel:")]
+    reason, _, count = line.removeprefix("backchannel: the database failed: ").rpartition("; ")
+    return reason, int(count.split(" messages stored")[0].replace(",", ""))
+
+
+@pytest.mark.parametrize("command", ["import", "replay"])
+def test_a_read_only_database_ends_with_exit_3_and_one_line(tmp_path: Path, command: str) -> None:
+    path = tmp_path / "bc.db"
+    Store(str(path)).close()
+    speed = ["--speed", "0"] if command == "replay" else []
+    done = run_cli(
+        command, str(SLZ), "--event", "slz", *speed, "--db", f"sqlite:///file:{path}?mode=ro&uri=true"
+    )
+    assert database_failure(done) == ("attempt to write a readonly database", 0)
+
+
+@pytest.mark.postgres
+def test_a_read_only_postgres_database_ends_with_exit_3(postgres_url: str) -> None:
+    import psycopg
+
+    Store(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        name = conn.info.dbname
+        conn.execute(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on')
+    reason, stored = database_failure(
+        run_cli("replay", str(SLZ), "--event", "slz", "--speed", "0", "--db", postgres_url)
+    )
+    assert "read-only transaction" in reason and stored == 0
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 3 MiB tmpfs: a disk that really fills up. Mounting one needs CAP_SYS_ADMIN (these
+    tests run as root in a container that grants it); without it the test is skipped."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def write_big_archive(path: Path, count: int) -> Path:
+    """A JSONL archive of `count` messages of some 200 bytes each."""
+    with path.open("wb") as fh:
+        for i in range(1, count + 1):
+            record = {
+                "network": "x",
+                "network_id": str(i),
+                "author_handle": f"user{i % 97}",
+                "text": f"message {i} " + "padding " * 20,
+                "created_at": f"2026-05-04T09:{i // 3600 % 60:02d}:{i // 60 % 60:02d}Z",
+            }
+            fh.write(json.dumps(record).encode() + b"\n")
+    return path
+
+
+def test_a_full_disk_ends_with_exit_3_and_the_count_stored(tmp_path: Path, tiny_filesystem: Path) -> None:
+    archive = write_big_archive(tmp_path / "big.jsonl", 30_000)
+    db = tiny_filesystem / "bc.db"
+    reason, stored = database_failure(run_cli("import", str(archive), "--event", "big", "--db", str(db)))
+    assert reason == "database or disk is full"
+    with Store(str(db), migrate=False) as store:
+        assert 0 < stored == store.count("big") < 30_000

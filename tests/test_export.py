@@ -10,8 +10,11 @@ from __future__ import annotations
 import csv
 import gc
 import io
+import os
 import re
+import stat
 import sys
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -368,6 +371,33 @@ def test_a_broken_or_missing_template_is_a_clear_error(tmp_path: Path) -> None:
         export.render_post(stored(), template=tmp_path / "missing.j2")
 
 
+@pytest.mark.parametrize(
+    "escape",
+    [
+        "{{ cycler.__init__.__globals__.os.popen('echo pwned > %s').read() }}",
+        "{{ items[0].__class__.__mro__[-1].__subclasses__() }}",
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    ],
+)
+def test_a_user_template_cannot_reach_python(tmp_path: Path, escape: str) -> None:
+    proof = tmp_path / "pwned"
+    template = tmp_path / "evil.md.j2"
+    template.write_text(escape.replace("%s", str(proof)), encoding="utf-8")
+    with pytest.raises(BackchannelError, match=r"unsafe|not safely callable"):
+        export.render_post(stored(), template=template)
+    assert not proof.exists()
+
+
+def test_the_sandbox_keeps_autoescaping_as_it_was(tmp_path: Path) -> None:
+    # HTML escapes the operator's template too; Markdown and text never HTML-escape.
+    template = tmp_path / "mine.txt"
+    template.write_text("{% for item in items %}{{ item.name }}|{% endfor %}", encoding="utf-8")
+    (html,) = export.render_post(stored(), fmt="html", template=template)
+    (text,) = export.render_post(stored(), fmt="text", template=template)
+    assert "&lt;b&gt;Mallory&lt;/b&gt;" in html
+    assert "<b>Mallory</b>" in text
+
+
 # -- from the store ----------------------------------------------------------------------------
 
 
@@ -418,6 +448,25 @@ def test_part_file_names_grow_with_the_number_of_parts(tmp_path: Path) -> None:
     assert written[0].name == "part-001.txt" and written[-1].name == "part-120.txt"
 
 
+def test_write_post_refuses_a_missing_directory_and_a_symlink_unless_forced(tmp_path: Path) -> None:
+    parts = export.render_post(stored(), fmt="text")
+    with pytest.raises(BackchannelError, match="does not exist"):
+        export.write_post(parts, tmp_path / "missing" / "slz.txt", fmt="text")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious", encoding="utf-8")
+    link = tmp_path / "slz.txt"
+    link.symlink_to(victim)
+    with pytest.raises(BackchannelError, match="symbolic link"):
+        export.write_post(parts, link, fmt="text")
+    assert victim.read_text(encoding="utf-8") == "precious"
+    assert export.write_post(parts, link, fmt="text", force=True) == [link]
+    assert victim.read_text(encoding="utf-8") == parts[0] and link.is_symlink()
+    folder = tmp_path / "linked-folder"
+    folder.symlink_to(tmp_path / "missing-too")
+    with pytest.raises(BackchannelError, match="symbolic link"):
+        export.write_post(parts * 2, folder, fmt="text")
+
+
 # -- archives -----------------------------------------------------------------------------------
 
 
@@ -445,6 +494,53 @@ def test_jsonl_archive_from_the_store_imports_again(store: Store) -> None:
     export.write_archive(store.messages("slz", order="oldest"), buffer, fmt="jsonl")
     again = [message_from_record(orjson.loads(line)) for line in buffer.getvalue().splitlines()]
     assert [replace(m, event="") for m in again] == MESSAGES
+
+
+def test_an_archive_that_fails_halfway_leaves_no_file_and_the_old_one_unchanged(
+    store: Store, tmp_path: Path
+) -> None:
+    # The third message's raw payload is not JSON (as in a database written before import
+    # checked it), so the JSONL writer fails after two lines.
+    store.ingest("slz", [replace(m, raw=None if i != 2 else "{not json") for i, m in enumerate(MESSAGES)])
+    messages = list(store.messages("slz", order="oldest"))
+    out = tmp_path / "slz.jsonl"
+    with pytest.raises(ValueError):
+        export.write_archive(messages, tmp_path / "fresh.jsonl")
+    out.write_text("the previous export\n", encoding="utf-8")
+    with pytest.raises(ValueError):
+        export.write_archive(messages, out)
+    assert out.read_text(encoding="utf-8") == "the previous export\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if "jsonl" in p.name) == ["slz.jsonl"]
+
+
+def test_an_archive_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path) -> None:
+    out = tmp_path / "slz.csv"
+    out.write_text("old", encoding="utf-8")
+    out.chmod(0o640)
+    export.write_archive(stored(), out, fmt="csv")
+    assert out.stat().st_mode & 0o777 == 0o640
+    fresh = tmp_path / "fresh.csv"
+    export.write_archive(stored(), fresh, fmt="csv")
+    assert fresh.stat().st_mode & 0o777 == 0o666 & ~_umask()
+
+
+def test_an_archive_into_a_pipe_leaves_the_pipe_in_place(tmp_path: Path) -> None:
+    # Renaming a finished file over a pipe (or /dev/null) would replace it.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_bytes()), daemon=True)
+    reader.start()
+    export.write_archive(stored(), pipe, fmt="jsonl")
+    reader.join(timeout=10)
+    assert len(received[0].splitlines()) == len(MESSAGES)
+    assert stat.S_ISFIFO(pipe.stat().st_mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_csv_archive_has_a_fixed_header_and_defuses_formulas() -> None:
