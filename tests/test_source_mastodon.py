@@ -389,7 +389,8 @@ async def test_a_killed_collector_restarts_without_gap_or_duplicate(
     statuses = await fake.post_many(5)
     first = await start("first")
     try:
-        await eventually(lambda: fake.served_pages >= 1, what="the first poll")
+        # Generous: a loaded machine takes seconds to start the process.
+        await eventually(lambda: fake.served_pages >= 1, timeout=3 * TIMEOUT, what="the first poll")
         statuses += await fake.post_many(200, text="burst")
         fake.hold_after(2)  # two pages of the drain, then the third request waits
         await eventually(lambda: fake.held, what="the drain's third request")
