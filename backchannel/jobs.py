@@ -47,7 +47,9 @@ from backchannel.store import Store
 
 log = logging.getLogger(__name__)
 
-# How long `Collector.stop` lets a poll in progress finish its page before cancelling it.
+# How long `Collector.stop` lets a poll in progress finish its page before cancelling it,
+# and waits for the store to take the sources' last states: a shutdown is never held
+# up for longer by an upstream or a database that does not answer.
 STOP_GRACE = 5.0
 
 Publish = Callable[[str, list[StoredMessage | Change]], None]
@@ -372,9 +374,15 @@ class Collector:
         for task in self._streams:
             task.cancel()
         await asyncio.gather(*self._streams, return_exceptions=True)
-        for runner in self.runners:
-            if runner.state not in (SourceState.STANDBY, SourceState.FAILING, SourceState.STOPPED):
-                await runner._set_state(SourceState.STOPPED, detail="the collector stopped")
+        # A runner that stops is no longer collecting, and says so (a standby one never was;
+        # a failing one keeps its error). A store that does not answer is not waited for.
+        stopping = [
+            r._set_state(SourceState.STOPPED, detail="the collector stopped")
+            for r in self.runners
+            if r.state not in (SourceState.STANDBY, SourceState.FAILING, SourceState.STOPPED)
+        ]
+        if stopping:
+            await asyncio.wait([asyncio.ensure_future(c) for c in stopping], timeout=STOP_GRACE)
         if self._http is not None:
             await self._http.close()
         await self.leases.close()
