@@ -330,9 +330,7 @@ class Collector:
         self._http = http_session()
         for runner in self.runners:
             if hasattr(runner.source, "stream"):
-                task = asyncio.create_task(runner.run_stream(self._http), name=runner.key)
-                task.add_done_callback(functools.partial(self._stream_ended, runner))
-                self._streams.append(task)
+                self._streams.append(asyncio.create_task(self._stream(runner), name=runner.key))
             else:
                 self.scheduler.add_job(
                     self._poll,
@@ -356,13 +354,19 @@ class Collector:
         finally:
             self._polls.discard(task)
 
-    @staticmethod
-    def _stream_ended(runner: SourceRunner, task: asyncio.Task[None]) -> None:
-        # run_stream catches every exception: reaching this with one is a bug, said loudly.
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s: the stream runner ended", runner.key, exc_info=task.exception())
-        elif not runner.stopped:
-            log.error("%s: the stream runner ended without being stopped", runner.key)
+    async def _stream(self, runner: SourceRunner) -> None:
+        """Run a stream until the runner is stopped. run_stream itself catches every
+        failure of a try; an exception reaching here is a bug in the runner, logged with
+        its traceback and then run again, after the backoff of an unexpected error."""
+        assert self._http is not None
+        while not runner.stopped:
+            try:
+                await runner.run_stream(self._http)
+            except Exception as exc:
+                log.error("%s: the stream runner failed; restarting it", runner.key, exc_info=exc)
+                delay = await runner.failed(exc)
+                if delay is not None:
+                    await asyncio.sleep(delay)
 
     async def stop(self) -> None:
         for runner in self.runners:

@@ -405,6 +405,37 @@ async def test_an_unexpected_error_in_a_stream_is_retried(
     assert len([r for r in caplog.records if r.exc_info]) == 1
 
 
+async def test_a_stream_runner_that_breaks_is_restarted(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The collector's last guard: a bug in the runner itself (here its connection step
+    raising once) is logged, backed off (5 s, the unexpected-error rule) and run again."""
+    store.event(EVENT)
+    source = UnforeseenStream(failures=0)
+    running = Collector(store, EVENT, [source])  # type: ignore[list-item]
+    runner = running.runners[0]
+    connect = runner._stream_once
+    broken = [RuntimeError("a bug in the runner")]
+
+    async def once_broken(http: aiohttp.ClientSession) -> float | None:
+        if broken:
+            raise broken.pop()
+        return await connect(http)
+
+    runner._stream_once = once_broken  # type: ignore[method-assign]
+    await running.start()
+    try:
+        await eventually(
+            lambda: [s for s in store.source_states(EVENT) if "RuntimeError" in (s.last_error or "")],
+            what="the failure recorded",
+        )
+        await asyncio.wait_for(source.streaming.wait(), 15)
+        assert store.count(EVENT) == 1 and runner.state is SourceState.COLLECTING
+    finally:
+        await running.stop()
+    assert "the stream runner failed; restarting it" in caplog.text
+
+
 # -- the lease after a database restart --------------------------------------------------------
 
 
