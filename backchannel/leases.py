@@ -7,20 +7,38 @@ its next try (every poll, or every `RETRY` seconds for a stream). On SQLite ther
 one process per database file, so every lease is granted.
 
 Overlap is harmless anyway: the store's unique key folds a message collected twice.
+
+`hold` checks the connection every time: a database restart frees every lock, and
+the lease is then asked for again on a new connection (taken, or left to whichever
+instance asked first). When the database cannot be asked,
+`hold` raises `LeaseUnavailable`: the runner backs off as for any store outage rather
+than run the source twice or report a standby that is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
-from typing import Protocol
+from typing import Any, Protocol
+
+from backchannel.errors import StoreError
 
 log = logging.getLogger(__name__)
 
 # How often a standby instance asks for a stream source's lease: with TCP noticing a
 # dead peer at once on a clean exit, a source is back within this many seconds.
 RETRY = 10.0
+
+
+# How long to wait for the database's answer when connecting; a hung connection attempt
+# must not hold the source forever (the runner backs off and asks again).
+CONNECT_TIMEOUT = 10
+
+
+class LeaseUnavailable(StoreError):
+    """The database that grants leases cannot be asked right now."""
 
 
 def lock_id(key: str) -> int:
@@ -49,42 +67,61 @@ class LocalLeases:
 class PostgresLeases:
     def __init__(self, url: str) -> None:
         self.url = url.replace("postgresql+psycopg://", "postgresql://")
-        self._conn: object | None = None
+        self._conn: Any = None  # a psycopg.Connection (psycopg is imported only when used)
         self._held: set[str] = set()
         self._lock = asyncio.Lock()
 
-    def _connect(self) -> object:
+    def _connect(self) -> Any:
         import psycopg
 
         # Autocommit: session-level advisory locks live as long as the connection, not
         # a transaction, and an idle-in-transaction session would hold back vacuum.
-        return psycopg.connect(self.url, autocommit=True)
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
 
     def _try(self, key: str) -> bool:
-        if self._conn is None or self._conn.closed:  # type: ignore[attr-defined]
-            self._held.clear()
-            self._conn = self._connect()
-        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id(key),)).fetchone()  # type: ignore[attr-defined]
+        import psycopg
+
+        if self._conn is not None and not self._conn.closed:
+            try:
+                return self._ask(key)
+            except psycopg.OperationalError:
+                # The connection died (a database restart) and its locks with it: ask afresh.
+                self._close_quietly()
+        self._held.clear()
+        self._conn = self._connect()
+        return self._ask(key)
+
+    def _ask(self, key: str) -> bool:
+        conn = self._conn
+        if key in self._held:
+            conn.execute("SELECT 1")  # alive: the lock is still ours
+            return True
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lock_id(key),)).fetchone()
         return bool(row and row[0])
 
     async def hold(self, key: str) -> bool:
-        if key in self._held and self._conn is not None and not self._conn.closed:  # type: ignore[attr-defined]
-            return True
         async with self._lock:
             try:
                 got = await asyncio.to_thread(self._try, key)
             except Exception as exc:  # the database is away: run nothing rather than twice
-                log.warning("could not ask for the lease on %s: %s", key, exc)
-                self._conn = None
-                return False
-        if got:
+                self._close_quietly()
+                self._held.clear()
+                raise LeaseUnavailable(f"cannot ask for the lease on {key}: {exc}") from exc
+        if got and key not in self._held:
             self._held.add(key)
             log.info("this instance now collects %s", key)
+        elif not got:
+            self._held.discard(key)
         return got
+
+    def _close_quietly(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.close()
+        self._conn = None
 
     async def close(self) -> None:
         if self._conn is not None:
-            await asyncio.to_thread(self._conn.close)  # type: ignore[attr-defined]
+            await asyncio.to_thread(self._conn.close)
             self._conn = None
             self._held.clear()
 

@@ -374,6 +374,43 @@ async def test_a_malformed_event_is_skipped_and_the_rest_kept(
         assert all("skipped a malformed record" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("fault", ["payload", "bug"])
+async def test_an_event_the_normaliser_fails_on_is_rejected_and_the_stream_goes_on(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, fault: str
+) -> None:
+    """Issue 10: one event the normaliser raised on (not a PayloadError) lost its whole
+    batch, logged nothing and ended the runner for good."""
+    if fault == "payload":
+        # A date past 9999 once it is turned to UTC: datetime raises OverflowError.
+        bad = post(CAROL, "3kbad", "from the end of time #slz", created_at="9999-12-31T23:59:59-01:00")
+    else:
+        bad = post(CAROL, "3kbad", "boom #slz")
+        post_message = core.post_message
+
+        def buggy(commit: core.Commit, *args: Any) -> Any:
+            if commit.rkey == "3kbad":
+                raise KeyError("a bug in the normaliser")
+            return post_message(commit, *args)
+
+        monkeypatch.setattr(core, "post_message", buggy)
+    caplog.set_level(logging.WARNING)
+    async with FakeBluesky(PROFILES) as fake, collecting(store, fake) as (runner, _, collected):
+        fake.push(post(ALICE, "3k1", "first #slz"))
+        fake.push(post(BOB, "3k2", "second #slz"))
+        fake.push(bad)
+        last = fake.push(post(ALICE, "3k3", "third #slz"))
+        await eventually(lambda: len(collected.uris) == 3, what="the three good posts")
+        await eventually(lambda: store.cursor("bluesky:slz") == str(last["time_us"]), what="the cursor")
+        assert collected.uris == [uri(ALICE, "3k1"), uri(BOB, "3k2"), uri(ALICE, "3k3")]
+        assert runner.state is SourceState.COLLECTING and fake.connections == 1
+        later = fake.push(post(BOB, "3k4", "the stream goes on #slz"))
+        await eventually(lambda: len(collected.uris) == 4, what="a post after the bad one")
+        assert store.cursor("bluesky:slz") == str(later["time_us"])
+    (rejected,) = [r for r in caplog.records if "skipped a malformed record" in r.getMessage()]
+    assert uri(CAROL, "3kbad") in rejected.getMessage()
+    assert ("OverflowError" if fault == "payload" else "KeyError") in rejected.getMessage()
+
+
 async def test_a_batch_the_store_refused_is_read_again(store: Store) -> None:
     async with FakeBluesky(PROFILES) as fake, http_session() as http:
         source = BlueskySource(

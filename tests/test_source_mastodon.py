@@ -224,6 +224,25 @@ async def test_a_malformed_status_is_rejected_and_the_rest_kept(
     assert "skipped a malformed record" in caplog.text and later[1]["id"] in caplog.text
 
 
+async def test_a_status_the_normaliser_fails_on_is_rejected_alone(
+    store: Store, fake: FakeMastodon, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 10: an exception other than PayloadError (here datetime's OverflowError on
+    a date past 9999 in UTC) failed every poll of the page, so the statuses after it
+    were never collected."""
+    statuses = await fake.post_many(3)
+    fake.corrupt(statuses[1]["id"], created_at="9999-12-31T23:59:59-01:00")
+    run = runner(store, MastodonSource(fake.base_url, "slz"))
+    with caplog.at_level(logging.WARNING):
+        await run.poll_once(http)
+    assert run.state is SourceState.COLLECTING and run.failures == 0
+    assert_each_once(store, [statuses[0], statuses[2]])
+    assert store.cursor(run.key) == statuses[2]["id"]
+    (skipped,) = [r.getMessage() for r in caplog.records if "skipped a malformed record" in r.getMessage()]
+    assert statuses[1]["id"] in skipped and "OverflowError" in skipped
+    assert len([r for r in caplog.records if r.exc_info]) == 1  # the traceback, for the bug report
+
+
 async def test_an_absurd_id_never_becomes_the_cursor(fake: FakeMastodon, http: aiohttp.ClientSession) -> None:
     statuses = await fake.post_many(3)
     fake.corrupt(statuses[0]["id"], id="9" * 40)
@@ -389,7 +408,8 @@ async def test_a_killed_collector_restarts_without_gap_or_duplicate(
     statuses = await fake.post_many(5)
     first = await start("first")
     try:
-        await eventually(lambda: fake.served_pages >= 1, what="the first poll")
+        # Generous: a loaded machine takes seconds to start the process.
+        await eventually(lambda: fake.served_pages >= 1, timeout=3 * TIMEOUT, what="the first poll")
         statuses += await fake.post_many(200, text="burst")
         fake.hold_after(2)  # two pages of the drain, then the third request waits
         await eventually(lambda: fake.held, what="the drain's third request")

@@ -22,12 +22,17 @@ filter runs here (Jetstream cannot filter by tag), on each post's tag facets and
   delete on the network, and nearly all of them concern other posts. A new process
   starts with an empty LRU unless the runner seeds it (`track`).
 
+- A malformed event, or one the normaliser fails on for any reason (a bug), is
+  rejected on its own (the runner logs it) and the stream goes on: one bad event
+  never loses the batch around it nor ends the connection.
+
 This module does not store, schedule or back off: the runner (`backchannel.jobs`) does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Mapping
@@ -214,6 +219,7 @@ class BlueskySource:
         self.profiles = Profiles(appview, profiles)
         self.events = 0  # events handled since this source was built
         self.matched = 0
+        self._bug_logged = False
 
     def url(self, cursor: str | None) -> str:
         params = [("wantedCollections", c) for c in core.COLLECTIONS]
@@ -254,10 +260,23 @@ class BlueskySource:
 
     def take(self, frame: str | bytes, batch: _Batch) -> None:
         try:
-            event = core.parse_event(frame)
+            self._take(frame, batch)
         except PayloadError as exc:
             batch.rejected.append(f"Jetstream event {_excerpt(frame)}: {exc}")
-            return
+        except Exception as exc:
+            # A frame the normaliser did not foresee (a bug) is rejected like a malformed
+            # one: one bad event must never end the stream nor lose the batch around it.
+            batch.rejected.append(f"Jetstream event {_excerpt(frame)}: {self._unexpected(exc)}")
+
+    def _unexpected(self, exc: Exception) -> str:
+        """What to say about a normaliser bug; its traceback is logged the first time."""
+        if not self._bug_logged:
+            self._bug_logged = True
+            log.error("%s: the Bluesky normaliser failed on an event", self.key, exc_info=exc)
+        return f"unexpected {type(exc).__name__}: {exc}"
+
+    def _take(self, frame: str | bytes, batch: _Batch) -> None:
+        event = core.parse_event(frame)
         self.events += 1
         batch.events += 1
         if event.time_us > batch.cursor:
@@ -316,7 +335,8 @@ class BlueskySource:
         """The batch as a page: authors resolved, messages built."""
         dids = {c.did for c, _ in batch.posts} | {c.did for c in batch.reposts}
         for commit, _ in batch.posts:
-            dids.update(core.mention_dids(commit.record))
+            with contextlib.suppress(Exception):  # a post whose facets fail is rejected below
+                dids.update(core.mention_dids(commit.record))
         if dids:
             await self.profiles.resolve(http, dids)
         messages: list[Message] = []
@@ -326,16 +346,20 @@ class BlueskySource:
             try:
                 handles = self._handles(core.mention_dids(commit.record))
                 message = core.post_message(commit, self.profiles.get(commit.did), handles)
-            except PayloadError as exc:
-                rejected.append(f"{commit.uri}: {exc}")
+            except Exception as exc:  # malformed (PayloadError), or a normaliser bug: one post lost
+                rejected.append(
+                    f"{commit.uri}: {exc if isinstance(exc, PayloadError) else self._unexpected(exc)}"
+                )
                 self.tracked.pop(commit.uri)
                 continue
             (edits if is_edit else messages).append(message)
         for commit in batch.reposts:
             try:
                 messages.append(core.repost_message(commit, self.profiles.get(commit.did)))
-            except PayloadError as exc:  # pragma: no cover - subject checked when taken
-                rejected.append(f"{commit.uri}: {exc}")
+            except Exception as exc:
+                rejected.append(
+                    f"{commit.uri}: {exc if isinstance(exc, PayloadError) else self._unexpected(exc)}"
+                )
         return Page(
             messages=messages,
             edits=edits,

@@ -12,7 +12,9 @@ nothing newer, so any number of statuses posted between two polls arrives with n
 `since_id` is never used: it answers the *newest* 40 and silently skips the middle.
 With no cursor yet, the first poll takes the newest page only (an event starts now,
 not at the tag's history). The cursor is per instance and tag (`mastodon:HOST:TAG`):
-ids are local to the instance that allocated them.
+ids are local to the instance that allocated them. A status the normaliser cannot
+read (malformed, or one it fails on for any reason) is rejected alone, and the
+cursor moves past it: asking again would only bring it back.
 
 Streaming (`stream=True`, needs a user token since Mastodon 4.2): a websocket
 subscribed to the tag. Mastodon replays nothing, so after subscribing the source first
@@ -168,6 +170,7 @@ class MastodonSource:
         self._uris: OrderedDict[str, str] = OrderedDict()
         self._unknown_tag_logged = False
         self._stream_cursor: str | None = None
+        self._bug_logged = False
 
     def __repr__(self) -> str:
         return f"MastodonSource({self.key!r}, stream={hasattr(self, 'stream')}, local={self.local})"
@@ -240,7 +243,7 @@ class MastodonSource:
                     raise PayloadError(f"status.id is not a status id: {str(status_id)[:40]!r}")
                 # A malformed status still moves the cursor: asking again would bring it back.
                 page.cursor = newest(page.cursor, status_id)
-                messages = messages_from_status(status, instance=self.domain)
+                messages = self._messages(status)
             except PayloadError as exc:
                 valid = isinstance(status_id, str) and _STATUS_ID.fullmatch(status_id)
                 name = f"status {status_id}" if valid else f"entry {i + 1} of the page"
@@ -277,6 +280,20 @@ class MastodonSource:
         else:
             message = f"{self.host} answered {status} for #{self.hashtag}{detail}"
         return UpstreamError(message, status=status, upstream_wait=wait)
+
+    def _messages(self, status: Any, raw: str | None = None) -> list[Message]:
+        """A status's messages. Whatever the normaliser raises on it, not only a
+        PayloadError (a bug), rejects this status alone: asking again would fail the
+        same way, and the statuses after it would never be collected."""
+        try:
+            return messages_from_status(status, instance=self.domain, raw=raw)
+        except PayloadError:
+            raise
+        except Exception as exc:
+            if not self._bug_logged:
+                self._bug_logged = True
+                log.error("%s: the Mastodon normaliser failed on a status", self.key, exc_info=exc)
+            raise PayloadError(f"unexpected {type(exc).__name__}: {exc}") from exc
 
     def _remember(self, messages: list[Message]) -> None:
         # A boost's messages are the original (its id on this instance) and the boost.
@@ -412,7 +429,7 @@ class MastodonSource:
         except orjson.JSONDecodeError as exc:
             return f"{event} from {self.host} is not JSON: {exc}"
         try:
-            messages = messages_from_status(status, instance=self.domain, raw=payload)
+            messages = self._messages(status, raw=payload)
         except PayloadError as exc:
             status_id = status.get("id") if isinstance(status, dict) else None
             return f"{event} of status {status_id or '?'} from {self.host}: {exc}"

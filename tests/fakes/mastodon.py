@@ -21,6 +21,7 @@ the post, shifted left 16 bits, so a late-federated post gets a high id and an o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import json
 import math
@@ -523,7 +524,9 @@ class FakeMastodon:
                 if tag in post.tags and (stream == "hashtag" or post.origin == self.domain):
                     frame = {"stream": [stream, tag], "event": event, "payload": payload}
                     if not subscriber.ws.closed:
-                        await subscriber.ws.send_str(json.dumps(frame))
+                        # A subscriber gone mid-push (killed) misses it, as on a real server.
+                        with contextlib.suppress(ConnectionResetError):
+                            await subscriber.ws.send_str(json.dumps(frame))
 
     async def _close_streams(self, app: web.Application) -> None:
         for subscriber in list(self.subscribers):
