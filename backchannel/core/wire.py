@@ -289,10 +289,35 @@ def parse_resume(query: Mapping[str, str]) -> Resume:
     raw = query.get("since")
     if raw is None or raw == "":
         return Resume(epoch, None)
-    # isdecimal() rejects signs, spaces and exponents that int() would accept.
-    if not raw.isascii() or not raw.isdecimal() or len(raw) > 18:
-        raise PayloadError(f"since must be a non-negative integer, got {raw!r}")
-    return Resume(epoch, int(raw))
+    return Resume(epoch, client_int(raw, "since"))
+
+
+# -- integers from clients ---------------------------------------------------------------
+
+# Ids and sequence numbers are signed 64-bit in the store (BigInteger): a larger number
+# would overflow the database driver (an OverflowError, a 500) instead of a 400.
+MAX_CLIENT_INT = 2**63 - 1
+
+
+def client_int(value: object, name: str) -> int:
+    """A whole number from 0 to `MAX_CLIENT_INT` sent by a client, as a query-string
+    digit string or a JSON integer; anything else raises PayloadError.
+
+    Every integer a client sends (the API's `limit` and `before`, moderation `ids`, the
+    websocket's `since`) passes here, so no client number reaches the store unchecked.
+    """
+    if isinstance(value, str):
+        # isdecimal() rejects signs, spaces and exponents that int() would accept; the
+        # length check keeps int() from parsing a megabyte of digits.
+        if not value.isascii() or not value.isdecimal() or len(value) > len(str(MAX_CLIENT_INT)):
+            raise PayloadError(
+                f"{name} must be a whole number from 0 to {MAX_CLIENT_INT}, got {value[:40]!r}"
+            )
+        value = int(value)
+    # type(), not isinstance: JSON true and false are ints to Python.
+    if type(value) is not int or not 0 <= value <= MAX_CLIENT_INT:
+        raise PayloadError(f"{name} must be a whole number from 0 to {MAX_CLIENT_INT}")
+    return value
 
 
 def resume_query(epoch: str | None, since: int | None) -> dict[str, str]:

@@ -17,12 +17,14 @@ from aiohttp import web
 from backchannel.core import wire
 from backchannel.core.models import Change, Network, Status, StoredMessage
 from backchannel.core.moderation import Action, EventAction, WallRules
-from backchannel.errors import StoreError
+from backchannel.errors import PayloadError, StoreError
 from backchannel.server.keys import STATS, STORE, known_event, publish, write_lock
 from backchannel.server.security import csrf_token, require_moderator
 from backchannel.store.queries import MessageQuery
 
 MAX_PAGE = 200
+# Ids per moderation request (before duplicates are dropped): a bulk action on one
+# screenful of messages, while one request stays one short write-lock hold.
 MAX_BULK = 500
 
 
@@ -40,13 +42,17 @@ def _bool(value: str | None) -> bool | None:
     raise web.HTTPBadRequest(text=f"expected true or false, got {value!r}")
 
 
-def _int(value: str | None, name: str, default: int | None = None) -> int | None:
-    if value in (None, ""):
-        return default
+def _int(value: object, name: str) -> int:
+    """A client's integer (see `wire.client_int`), or 400."""
     try:
-        return int(value)  # type: ignore[arg-type]
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
+        return wire.client_int(value, name)
+    except PayloadError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+def _query_int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    value = request.query.get(name)
+    return default if value in (None, "") else _int(value, name)
 
 
 def query_from_params(params: Any) -> MessageQuery:
@@ -83,11 +89,11 @@ async def list_messages(request: web.Request) -> web.Response:
     await require_moderator(request)
     info = await known_event(request)
     query = query_from_params(request.query)
-    limit = _int(request.query.get("limit"), "limit", 50) or 0
+    limit = _query_int(request, "limit", 50) or 0
     if not 1 <= limit <= MAX_PAGE:
         # SQLite reads a negative LIMIT as none at all: the whole event in one response.
         raise web.HTTPBadRequest(text=f"limit must be 1 to {MAX_PAGE}")
-    before = _int(request.query.get("before"), "before")
+    before = _query_int(request, "before")
     oldest_first = request.query.get("order") == "oldest"
     page = await asyncio.to_thread(
         request.app[STORE].search, info.name, query, before_seq=before, limit=limit, oldest_first=oldest_first
@@ -145,14 +151,11 @@ async def moderate(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"unknown action; use one of {', '.join(a.value for a in Action)}"
         ) from None
-    ids = body.get("ids")
-    if (
-        not isinstance(ids, list)
-        or not ids
-        or len(ids) > MAX_BULK
-        or not all(type(i) is int for i in ids)  # not isinstance: true and false are ints too
-    ):
+    given = body.get("ids")
+    if not isinstance(given, list) or not 1 <= len(given) <= MAX_BULK:
         raise web.HTTPBadRequest(text=f"ids must be a list of 1 to {MAX_BULK} message ids")
+    # Each id once: a repeated id would be one more change (and one more broadcast).
+    ids = list(dict.fromkeys(_int(i, "ids") for i in given))
     action_id = _action_id(body)
     store = request.app[STORE]
 
