@@ -15,14 +15,19 @@ import orjson
 from aiohttp import web
 
 from backchannel.core import wire
-from backchannel.core.models import Change, Network, Status, StoredMessage
+from backchannel.core.models import Change, Network, Status
 from backchannel.core.moderation import Action, EventAction, WallRules
 from backchannel.errors import PayloadError, StoreError
 from backchannel.server.keys import STATS, STORE, known_event, publish, write_lock
 from backchannel.server.security import csrf_token, require_moderator
+from backchannel.store import Store
 from backchannel.store.queries import MessageQuery
 
 MAX_PAGE = 200
+WALL_PAGE = 50
+# How long one wall snapshot serves every anonymous client of an event (see
+# `WallSnapshots`): one build per second bounds what any number of them can cost.
+WALL_FRESH = 1.0
 # Ids per moderation request (before duplicates are dropped): a bulk action on one
 # screenful of messages, while one request stays one short write-lock hold.
 MAX_BULK = 500
@@ -267,35 +272,63 @@ async def sources(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(read))
 
 
+class WallSnapshots:
+    """The public wall's snapshot, built at most once per event and `WALL_FRESH` seconds
+    however many anonymous clients ask, and rebuilt at once when the wall rules change.
+
+    A snapshot of any age is correct: the wall resumes its websocket from the snapshot's
+    `last_seq`, so whatever came later reaches it as live items. Only the rules must be
+    current: an event action (a block, a mute) makes the wall reload its snapshot rather
+    than replay, and an older snapshot would show it what the action removed.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._cache: dict[str, tuple[float, WallRules, bytes]] = {}
+        self._building: dict[str, asyncio.Lock] = {}
+
+    async def get(self, event: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        rules = await asyncio.to_thread(self.store.wall_rules, event)
+        async with self._building.setdefault(event, asyncio.Lock()):
+            # Under the lock: clients that asked while one built it share the result.
+            cached = self._cache.get(event)
+            if cached is not None and loop.time() - cached[0] < WALL_FRESH and cached[1] == rules:
+                return cached[2]
+            started = loop.time()
+            rules, body = await asyncio.to_thread(self._build, event)
+            self._cache[event] = (started, rules, body)
+            return body
+
+    def _build(self, event: str) -> tuple[WallRules, bytes]:
+        # The head first: anything committed while the page is read is then either in it
+        # or after `last_seq`, where the wall's websocket resumes from.
+        head = self.store.event(event, create=False)
+        rules = self.store.wall_rules(event)
+        shown = self.store.wall(event, rules, limit=WALL_PAGE)
+        pinned = self.store.wall(event, rules, limit=1, pinned=True)
+        body = {
+            "event": event,
+            "epoch": head.epoch,
+            "last_seq": head.last_seq,
+            "items": [wire.wall_item(m, rules) for m in shown],
+            "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
+        }
+        return rules, orjson.dumps(body)
+
+
+WALL_SNAPSHOTS = web.AppKey("wall_snapshots", WallSnapshots)
+
+
 async def wall_messages(request: web.Request) -> web.Response:
     """Public: the newest messages the wall may show, and the pinned one."""
     info = await known_event(request)
-    store = request.app[STORE]
+    body = await request.app[WALL_SNAPSHOTS].get(info.name)
+    return web.Response(body=body, content_type="application/json")
 
-    def visible() -> dict[str, Any]:
-        # The head first: anything committed while the page is read is then either in it
-        # or after `last_seq`, where the wall's websocket resumes from.
-        head = store.event(info.name, create=False)
-        rules = store.wall_rules(info.name)
-        status = Status.APPROVED if rules.premoderation else None
-        shown: list[StoredMessage] = []
-        before: int | None = None
-        while len(shown) < 50:
-            page = store.search(info.name, MessageQuery(status=status), before_seq=before, limit=200)
-            if not page:
-                break
-            shown.extend(m for m in page if rules.visible(m))
-            before = page[-1].seq
-        pinned = [m for m in store.search(info.name, MessageQuery(pinned=True), limit=1) if rules.visible(m)]
-        return {
-            "event": info.name,
-            "epoch": head.epoch,
-            "last_seq": head.last_seq,
-            "items": [wire.wall_item(m, rules) for m in shown[:50]],
-            "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
-        }
 
-    return json_response(await asyncio.to_thread(visible))
+def setup(app: web.Application) -> None:
+    app[WALL_SNAPSHOTS] = WallSnapshots(app[STORE])
 
 
 def routes() -> list[web.AbstractRouteDef]:

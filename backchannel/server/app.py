@@ -62,6 +62,7 @@ def create_app(
         app[FANOUT] = fanout
         app.cleanup_ctx.append(_fanout_context)
     setup_security(app, security or SecuritySettings())
+    api.setup(app)
     app.add_routes(pages.routes() + api.routes() + ws.routes())
     for job in background or ():
         app.cleanup_ctx.append(_as_context(job))
