@@ -41,6 +41,16 @@ SETTINGS: tuple[Setting, ...] = (
         "`true` to mark cookies Secure and name them `__Host-…` (behind HTTPS), `false` for plain HTTP, `auto` to decide per request.",
     ),
     Setting(
+        "max_sockets",
+        "0",
+        "Open websockets (walls and dashboards) one instance accepts in all; one more is closed at once with code 1013 (try again later). 0: half the process's file-descriptor limit (`ulimit -n`), leaving the rest to HTTP, the database and Redis.",
+    ),
+    Setting(
+        "max_sockets_per_address",
+        "100",
+        "Open websockets one client address may hold; one more is closed at once with code 1008. 0: no cap. Behind a proxy every client shares the proxy's address unless its forwarded address is trusted.",
+    ),
+    Setting(
         "redis",
         "",
         "Redis URL (`redis://…`) to fan out live items across several app instances, and from `backchannel replay` and `backchannel collect` to them; unset: in-process hub.",

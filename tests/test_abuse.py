@@ -13,17 +13,22 @@ PostgreSQL), aiohttp and `websockets` clients.
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import orjson
 import pytest
 import sqlalchemy as sa
 from support import Feed
 from test_server import (  # noqa: F401 - fixtures are used by name
     EVENT,
     MS,
+    TIMEOUT,
     NewModerator,
+    Serve,
     Served,
     http,
     moderator,
@@ -31,10 +36,12 @@ from test_server import (  # noqa: F401 - fixtures are used by name
     serve,
     served,
 )
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from backchannel.core import wire
 from backchannel.core.moderation import EventAction
+from backchannel.server.limits import CLOSE_ADDRESS_FULL, CLOSE_SERVER_FULL, default_max_sockets
 from backchannel.store import Store
 
 HUGE = str(2**64)
@@ -174,3 +181,60 @@ async def test_wall_items_carry_what_the_wall_shows_and_no_moderation_state(
     assert [item["id"] for item in body["items"]] == [live["id"], first]
     for item in body["items"]:
         assert set(item) == WALL_KEYS
+
+
+# -- 14. websocket caps --------------------------------------------------------------------
+
+
+async def close_code(served: Served) -> int | None:
+    """Open a wall socket: None if it is served (its hello arrives), else its close code."""
+    async with connect(served.ws_url(f"/ws/wall/{EVENT}"), origin=served.origin) as ws:  # type: ignore[arg-type]
+        try:
+            first = orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None
+            return closed.rcvd.code
+        assert first["type"] == "hello"
+        return None
+
+
+@asynccontextmanager
+async def walls(served: Served, count: int) -> AsyncIterator[list[ClientConnection]]:
+    """`count` wall sockets, each served (its hello read), held open."""
+    async with AsyncExitStack() as stack:
+        held = []
+        for _ in range(count):
+            ws = await stack.enter_async_context(
+                connect(served.ws_url(f"/ws/wall/{EVENT}"), origin=served.origin)  # type: ignore[arg-type]
+            )
+            assert orjson.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))["type"] == "hello"
+            held.append(ws)
+        yield held
+
+
+async def test_sockets_per_address_are_capped(serve: Serve) -> None:
+    served = await serve(max_sockets_per_address=3)
+    async with walls(served, 3) as held:
+        assert await close_code(served) == CLOSE_ADDRESS_FULL == 1008
+        await held[0].close()
+        await held[0].wait_closed()
+        # The server counts the closed one out when its handler ends: soon, not at once.
+        deadline = asyncio.get_running_loop().time() + TIMEOUT
+        while (code := await close_code(served)) is not None:
+            assert asyncio.get_running_loop().time() < deadline, code
+            await asyncio.sleep(10 * MS)
+
+
+async def test_sockets_in_all_are_capped_with_a_clear_close_code(serve: Serve) -> None:
+    served = await serve(max_sockets=4, max_sockets_per_address=0)
+    async with walls(served, 4):
+        for _ in range(3):
+            assert await close_code(served) == CLOSE_SERVER_FULL == 1013
+    # Refused sockets held nothing: the server's four are free again.
+    async with walls(served, 4):
+        pass
+
+
+def test_the_default_cap_stays_below_the_descriptor_limit() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert 16 <= default_max_sockets() <= max(16, soft // 2)

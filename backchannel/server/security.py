@@ -59,6 +59,10 @@ class SecuritySettings:
     # Login attempts: per account and per client address, per minute.
     login_per_account: int = 5
     login_per_ip: int = 20
+    # Open websockets in all (0: half the file-descriptor limit) and per client address
+    # (0: no cap); see `limits.py`.
+    max_sockets: int = 0
+    max_sockets_per_address: int = 100
 
     def __post_init__(self) -> None:
         # Compared as browsers send an Origin: scheme://host[:port], lower case, no slash.

@@ -1,8 +1,10 @@
 """Websocket endpoints: the moderators' live feed and the public wall's.
 
 Both check Origin at the handshake (aiohttp has no built-in check); the moderators'
-also needs the session. After that the hub serves the connection: resume from the
-store, then live items, the wall's through its view.
+also needs the session. Each counts against the caps on open sockets, in all and per
+client address (`limits.py`): one over a cap is closed at once with 1013 or 1008. After
+that the hub serves the connection: resume from the store, then live items, the
+wall's through its view.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from backchannel.hub import (
     websocket_response,
 )
 from backchannel.server.keys import HUB, SOCKETS, STORE, WALLS, known_event
+from backchannel.server.limits import SOCKET_COUNTS
 from backchannel.server.security import current_user, origin_allowed
 
 # Private-use close code (4000-4999): the server ended the feed because the user logged out.
@@ -50,6 +53,25 @@ async def _serve(request: web.Request, channel: Channel, user: str | None) -> we
         resume = wire.parse_resume(request.query)
     except PayloadError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    counts = request.app[SOCKET_COUNTS]
+    address = request.remote or "?"
+    refusal = counts.admit(address)
+    if refusal is not None:
+        # Accepted to say why in a close code a browser can read (an HTTP status on a
+        # refused handshake reaches no script), then closed: the descriptor comes back.
+        ws = websocket_response(heartbeat=None)
+        await ws.prepare(request)
+        await ws.close(code=refusal.code, message=refusal.reason.encode())
+        return ws
+    try:
+        return await _serve_admitted(request, event, channel, user, resume)
+    finally:
+        counts.release(address)
+
+
+async def _serve_admitted(
+    request: web.Request, event: str, channel: Channel, user: str | None, resume: wire.Resume
+) -> web.StreamResponse:
     ws = websocket_response()
     await ws.prepare(request)
     if user is None:
