@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import aiohttp
 import orjson
 import pytest
 import sqlalchemy as sa
@@ -238,3 +239,62 @@ async def test_sockets_in_all_are_capped_with_a_clear_close_code(serve: Serve) -
 def test_the_default_cap_stays_below_the_descriptor_limit() -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert 16 <= default_max_sockets() <= max(16, soft // 2)
+
+
+# -- 16. headers -----------------------------------------------------------------------------
+
+
+async def test_headers_on_pages_api_errors_and_sockets(served: Served, moderator: NewModerator) -> None:
+    alice, anonymous = await moderator("alice"), await moderator(None)
+    checked = [
+        (alice, "/", 200),
+        (alice, f"/events/{EVENT}", 200),
+        (alice, f"/api/events/{EVENT}/messages", 200),
+        (anonymous, f"/api/events/{EVENT}/messages", 401),
+        (anonymous, f"/wall/{EVENT}", 200),
+        (anonymous, f"/api/wall/{EVENT}", 200),
+        (anonymous, "/api/wall/nosuch", 404),
+        (anonymous, "/login", 200),
+    ]
+    for client, path, status in checked:
+        async with client.http.get(served.url(path), allow_redirects=False) as resp:
+            assert resp.status == status, path
+            assert "Server" not in resp.headers, path
+            assert resp.headers.get("Cache-Control") == "no-store", path
+            assert resp.headers.get("Cross-Origin-Opener-Policy") == "same-origin", path
+            assert "camera=()" in resp.headers.get("Permissions-Policy", ""), path
+            csp = dict(d.strip().split(" ", 1) for d in resp.headers["Content-Security-Policy"].split(";"))
+            assert csp["img-src"] == "'self'", path
+    async with anonymous.http.get(served.url("/static/wall.js")) as resp:
+        assert resp.status == 200
+        assert "Server" not in resp.headers
+        assert resp.headers.get("Cache-Control") != "no-store"  # static files may be cached
+    async with anonymous.http.ws_connect(served.ws_url(f"/ws/wall/{EVENT}"), origin=served.origin) as ws:
+        assert ws._response is not None
+        assert "Server" not in ws._response.headers
+
+
+async def test_host_must_name_this_server_on_loopback(serve: Serve, moderator: NewModerator) -> None:
+    served = await serve(allowed_origins=("https://wall.example.org",))
+    anonymous = await moderator(None)
+    port = served.port
+    for host, status in (
+        (f"127.0.0.1:{port}", 200),
+        (f"localhost:{port}", 200),
+        (f"LOCALHOST:{port}", 200),
+        (f"[::1]:{port}", 200),
+        ("wall.example.org", 200),  # a configured origin's host
+        ("rebound.evil.example", 421),  # DNS rebinding: a foreign name on our address
+        (f"rebound.evil.example:{port}", 421),
+        ("127.0.0.1:1", 421),  # another port
+        ("localhost", 421),  # port 80 implied
+    ):
+        for path in (f"/api/wall/{EVENT}", "/login"):
+            async with anonymous.http.get(served.url(path), headers={"Host": host}) as resp:
+                assert resp.status == status, (host, path)
+    # The websocket handshake too.
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await anonymous.http.ws_connect(
+            served.ws_url(f"/ws/wall/{EVENT}"), headers={"Host": "evil.example"}, origin="http://evil.example"
+        )
+    assert refused.value.status == 421
