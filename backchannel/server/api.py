@@ -25,9 +25,6 @@ from backchannel.store.queries import MessageQuery
 
 MAX_PAGE = 200
 WALL_PAGE = 50
-# How long one wall snapshot serves every anonymous client of an event (see
-# `WallSnapshots`): one build per second bounds what any number of them can cost.
-WALL_FRESH = 1.0
 # Ids per moderation request (before duplicates are dropped): a bulk action on one
 # screenful of messages, while one request stays one short write-lock hold.
 MAX_BULK = 500
@@ -273,48 +270,50 @@ async def sources(request: web.Request) -> web.Response:
 
 
 class WallSnapshots:
-    """The public wall's snapshot, built at most once per event and `WALL_FRESH` seconds
-    however many anonymous clients ask, and rebuilt at once when the wall rules change.
+    """The public wall's snapshot, built by one request at a time per event and shared
+    by every request that arrived before that build began.
 
-    A snapshot of any age is correct: the wall resumes its websocket from the snapshot's
-    `last_seq`, so whatever came later reaches it as live items. Only the rules must be
-    current: an event action (a block, a mute) makes the wall reload its snapshot rather
-    than replay, and an older snapshot would show it what the action removed.
+    However many anonymous clients ask, an event costs at most one build at a time,
+    and every answer is fresh: its head and rules were read after the request
+    arrived. Fresh matters: a wall told to reset after its hello loads a snapshot and
+    takes live items after the snapshot's `last_seq` from then on, so a snapshot older
+    than the hello would lose what came in between; and after an event action (a
+    block, a mute) an older snapshot would show what the action removed.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
-        self._cache: dict[str, tuple[float, WallRules, bytes]] = {}
+        self._latest: dict[str, tuple[float, bytes]] = {}  # event -> (build began, body)
         self._building: dict[str, asyncio.Lock] = {}
 
     async def get(self, event: str) -> bytes:
         loop = asyncio.get_running_loop()
-        rules = await asyncio.to_thread(self.store.wall_rules, event)
+        arrived = loop.time()
         async with self._building.setdefault(event, asyncio.Lock()):
-            # Under the lock: clients that asked while one built it share the result.
-            cached = self._cache.get(event)
-            if cached is not None and loop.time() - cached[0] < WALL_FRESH and cached[1] == rules:
-                return cached[2]
-            started = loop.time()
-            rules, body = await asyncio.to_thread(self._build, event)
-            self._cache[event] = (started, rules, body)
+            latest = self._latest.get(event)
+            if latest is not None and latest[0] >= arrived:
+                return latest[1]
+            began = loop.time()
+            body = await asyncio.to_thread(self._build, event)
+            self._latest[event] = (began, body)
             return body
 
-    def _build(self, event: str) -> tuple[WallRules, bytes]:
+    def _build(self, event: str) -> bytes:
         # The head first: anything committed while the page is read is then either in it
         # or after `last_seq`, where the wall's websocket resumes from.
         head = self.store.event(event, create=False)
         rules = self.store.wall_rules(event)
         shown = self.store.wall(event, rules, limit=WALL_PAGE)
         pinned = self.store.wall(event, rules, limit=1, pinned=True)
-        body = {
-            "event": event,
-            "epoch": head.epoch,
-            "last_seq": head.last_seq,
-            "items": [wire.wall_item(m, rules) for m in shown],
-            "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
-        }
-        return rules, orjson.dumps(body)
+        return orjson.dumps(
+            {
+                "event": event,
+                "epoch": head.epoch,
+                "last_seq": head.last_seq,
+                "items": [wire.wall_item(m, rules) for m in shown],
+                "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
+            }
+        )
 
 
 WALL_SNAPSHOTS = web.AppKey("wall_snapshots", WallSnapshots)
