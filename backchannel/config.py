@@ -48,7 +48,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "max_sockets_per_address",
         "100",
-        "Open websockets one client address may hold; one more is closed at once with code 1008. 0: no cap. Behind a proxy every client shares the proxy's address unless its forwarded address is trusted.",
+        "Public wall websockets one client address may hold (moderators' dashboards count only against the total); one more is closed at once with code 1008. 0: no cap. Behind a proxy every client shares the proxy's address unless its forwarded address is trusted.",
     ),
     Setting(
         "redis",

@@ -23,11 +23,12 @@ import aiohttp
 import orjson
 import pytest
 import sqlalchemy as sa
-from support import Feed
+from support import Feed, aiohttp_receive
 from test_server import (  # noqa: F401 - fixtures are used by name
     EVENT,
     MS,
     TIMEOUT,
+    Moderator,
     NewModerator,
     Serve,
     Served,
@@ -214,10 +215,19 @@ async def walls(served: Served, count: int) -> AsyncIterator[list[ClientConnecti
         yield held
 
 
-async def test_sockets_per_address_are_capped(serve: Serve) -> None:
+async def test_sockets_per_address_are_capped(
+    serve: Serve, http: Callable[[], aiohttp.ClientSession]
+) -> None:
     served = await serve(max_sockets_per_address=3)
+    alice = Moderator(served, http())
+    assert (await alice.login("alice")).status == 303
     async with walls(served, 3) as held:
         assert await close_code(served) == CLOSE_ADDRESS_FULL == 1008
+        # A moderator's dashboard from the same (venue's) address is still served.
+        url = served.ws_url(f"/ws/events/{EVENT}")
+        async with alice.http.ws_connect(url, origin=served.origin) as dashboard:
+            hello = await asyncio.wait_for(aiohttp_receive(dashboard), TIMEOUT)
+            assert orjson.loads(hello)["type"] == "hello"
         await held[0].close()
         await held[0].wait_closed()
         # The server counts the closed one out when its handler ends: soon, not at once.

@@ -8,8 +8,8 @@ retry for each of its `backlog` attempts, every time the listening socket is rea
 and the retries multiply (tens of thousands of tracebacks in seconds). So:
 
 - websockets are capped in all (`max_sockets`, by default half the descriptor limit,
-  leaving the other half to HTTP requests, the database and Redis) and per client
-  address (`max_sockets_per_address`); a socket over a cap is accepted and closed at
+  leaving the other half to HTTP requests, the database and Redis) and the public's
+  per client address (`max_sockets_per_address`); a socket over a cap is accepted and closed at
   once with a close code that says which (`SocketCounts.admit`), so it gives its
   descriptor back;
 - should descriptors run out anyway (idle connections that never send a request),
@@ -64,12 +64,14 @@ class SocketCounts:
         self.total = 0
         self._by_address: Counter[str] = Counter()
 
-    def admit(self, address: str) -> Refusal | None:
+    def admit(self, address: str, *, anonymous: bool = True) -> Refusal | None:
         """Count a new socket from `address`, or say why it is refused (then it is not
-        counted)."""
+        counted). A moderator's (not `anonymous`) counts against the total only: the
+        per-address cap is for the public, and must not lock the moderators out of
+        their own dashboard from a venue's shared address."""
         if self.total >= self.max_sockets:
             return Refusal(CLOSE_SERVER_FULL, "server at its connection limit; try again later")
-        if self.per_address and self._by_address[address] >= self.per_address:
+        if anonymous and self.per_address and self._by_address[address] >= self.per_address:
             return Refusal(CLOSE_ADDRESS_FULL, "too many connections from this address")
         self.total += 1
         self._by_address[address] += 1

@@ -55,7 +55,7 @@ async def _serve(request: web.Request, channel: Channel, user: str | None) -> we
         raise web.HTTPBadRequest(text=str(exc)) from None
     counts = request.app[SOCKET_COUNTS]
     address = request.remote or "?"
-    refusal = counts.admit(address)
+    refusal = counts.admit(address, anonymous=user is None)
     if refusal is not None:
         # Accepted to say why in a close code a browser can read (an HTTP status on a
         # refused handshake reaches no script), then closed: the descriptor comes back.
