@@ -1,10 +1,10 @@
 """Websocket endpoints: the moderators' live feed and the public wall's.
 
 Both check Origin at the handshake (aiohttp has no built-in check); the moderators'
-also needs the session. Each counts against the caps on open sockets, in all and per
-client address (`limits.py`): one over a cap is closed at once with 1013 or 1008. After
-that the hub serves the connection: resume from the store, then live items, the
-wall's through its view.
+also needs the session. Each counts against the cap on open sockets in all, and a
+wall's also against the cap per client address (`limits.py`): one over a cap is closed
+at once with 1013 or 1008. After that the hub serves the connection: resume from the
+store, then live items, the wall's through its view.
 """
 
 from __future__ import annotations
