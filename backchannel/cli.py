@@ -182,6 +182,8 @@ def _security_settings():  # type: ignore[no-untyped-def]
         allowed_origins=origins,
         cookie_secure=config.setting("cookie_secure"),
         trusted_proxies=tuple(p for p in config.setting("trusted_proxies").split(",") if p.strip()),
+        max_sockets=int(config.setting("max_sockets")),
+        max_sockets_per_address=int(config.setting("max_sockets_per_address")),
     )
 
 

@@ -51,6 +51,16 @@ SETTINGS: tuple[Setting, ...] = (
         "Addresses or networks (comma-separated, e.g. `10.0.0.2,172.16.0.0/12`) of the reverse proxies in front of the app: only from these is `X-Forwarded-For` (else `Forwarded`) read for the client's address, which the login throttle counts by. Unset: the peer's address.",
     ),
     Setting(
+        "max_sockets",
+        "0",
+        "Open websockets (walls and dashboards) one instance accepts in all; one more is closed at once with code 1013 (try again later). 0: half the process's file-descriptor limit (`ulimit -n`), leaving the rest to HTTP, the database and Redis.",
+    ),
+    Setting(
+        "max_sockets_per_address",
+        "100",
+        "Public wall websockets one client address may hold (moderators' dashboards count only against the total); one more is closed at once with code 1008. 0: no cap. Behind a proxy every client shares the proxy's address unless its forwarded address is trusted.",
+    ),
+    Setting(
         "redis",
         "",
         "Redis URL (`redis://…`) to fan out live items across several app instances, and from `backchannel replay` and `backchannel collect` to them; unset: in-process hub.",

@@ -48,11 +48,13 @@ def rss_kib(pid: int) -> int:
 
 async def serve(db_dir: str) -> None:
     from backchannel.server.app import create_app
+    from backchannel.server.security import SecuritySettings
     from backchannel.store import Store
 
     store = Store(f"sqlite:///{db_dir}/bench.db")
     store.event(EVENT)
-    app = create_app(store)
+    # Every client connects from 127.0.0.1: no socket caps (they are for hostile clients).
+    app = create_app(store, security=SecuritySettings(max_sockets=10**6, max_sockets_per_address=0))
     gc.collect()
     try:
         await serve_until_stdin_closes(app)

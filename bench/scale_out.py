@@ -157,7 +157,10 @@ async def serve_backchannel(args: argparse.Namespace) -> None:
 
     store = Store(args.store, migrate=False)
     fanout = RedisFanout(args.redis, stream_prefix=args.channel) if args.redis else None
-    security = SecuritySettings(secret=os.environ["BACKCHANNEL_SECRET"])
+    # Every client connects from 127.0.0.1: no socket caps (they are for hostile clients).
+    security = SecuritySettings(
+        secret=os.environ["BACKCHANNEL_SECRET"], max_sockets=10**6, max_sockets_per_address=0
+    )
     app = create_app(store, security=security, fanout=fanout)
     emit: Emit | None = None
     if args.index == 0:

@@ -35,8 +35,10 @@ by messages and moderation changes) and `kind`:
         (or, read back on a resume, its current state) so a client upserts by id.
         Event actions (block, mute, premoderation) carry `subject` instead.
 
-The public wall sees less (`wall_item`): messages that `WallRules.visible` accepts;
-a change to a visible message without its actor; `{"seq", "kind": "moderation",
+The public wall sees less (`wall_item`): messages that `WallRules.visible` accepts
+(copies left out), each as `{"seq", "kind": "message", "id", "network",
+"author_handle", "author_name", "text", "created_at", "pinned"}` (`wall_message_item`:
+no moderation state); a change to a visible message without its actor; `{"seq", "kind": "moderation",
 "action", "retract": id}` for a change to a message it may not show (the wall drops
 that id, and learns nothing else); `{"seq", "kind": "moderation", "action"}` for an
 event action, after which the wall reloads its snapshot. A client keeps the highest
@@ -91,37 +93,49 @@ def _iso(dt: datetime) -> str:
 
 
 def message_item(stored: StoredMessage) -> Item:
-    """What a dashboard needs of one stored message, as a wire item.
+    """What a dashboard needs of one stored message, as a wire item: what the wall
+    shows (`wall_message_item`), the moderation state, links and counts.
 
     The raw upstream payload is left out on purpose: it is large, and it is not
     sanitised for display.
     """
     m = stored.message
     mod = stored.moderation
+    item = wall_message_item(stored)
+    item.update(
+        uri=m.uri,
+        permalink=m.permalink,
+        reply_to=m.reply_to,
+        repost_of=m.repost_of,
+        hashtags=list(m.hashtags),
+        mentions=list(m.mentions),
+        links=list(m.links),
+        status=mod.status.value,
+        starred=mod.starred,
+        answered=mod.answered,
+        repost_count=stored.repost_count,
+        is_question=stored.is_question,
+        copy_of=stored.copy_of,
+        copy_count=stored.copy_count,
+    )
+    return item
+
+
+def wall_message_item(stored: StoredMessage) -> Item:
+    """What the public wall shows of a message, and nothing more: no moderation state
+    (status, starred, answered, question) and no links, counts or upstream ids. The
+    pin is shown: the wall features the pinned message."""
+    m = stored.message
     return {
         "seq": stored.seq,
         "kind": ItemKind.MESSAGE.value,
         "id": stored.id,
         "network": m.network.value,
-        "uri": m.uri,
         "author_handle": m.author_handle,
         "author_name": m.author_name,
         "text": m.text,
         "created_at": _iso(m.created_at),
-        "permalink": m.permalink,
-        "reply_to": m.reply_to,
-        "repost_of": m.repost_of,
-        "hashtags": list(m.hashtags),
-        "mentions": list(m.mentions),
-        "links": list(m.links),
-        "status": mod.status.value,
-        "starred": mod.starred,
-        "answered": mod.answered,
-        "pinned": mod.pinned,
-        "repost_count": stored.repost_count,
-        "is_question": stored.is_question,
-        "copy_of": stored.copy_of,
-        "copy_count": stored.copy_count,
+        "pinned": stored.moderation.pinned,
     }
 
 
@@ -147,6 +161,12 @@ def to_item(value: Publishable) -> Item:
     return value
 
 
+def _on_wall(stored: StoredMessage, rules: WallRules) -> bool:
+    # Copies ("RT @x: …") are left out as the wall's snapshot leaves them out: the
+    # original is on the wall already.
+    return stored.copy_of is None and rules.visible(stored)
+
+
 def wall_item(value: Publishable, rules: WallRules) -> Item | None:
     """The public wall's view of a value under the event's wall rules, or None.
 
@@ -155,19 +175,19 @@ def wall_item(value: Publishable, rules: WallRules) -> Item | None:
     rules need the message itself.
     """
     if isinstance(value, StoredMessage):
-        return message_item(value) if rules.visible(value) else None
+        return wall_message_item(value) if _on_wall(value, rules) else None
     if isinstance(value, Change):
         if value.message is None:
             # An event action (block, mute, premoderation): its subject stays private
             # (a muted term may be the very word being kept off the wall).
             return {"seq": value.seq, "kind": ItemKind.MODERATION.value, "action": value.action}
-        if rules.visible(value.message):
+        if _on_wall(value.message, rules):
             return {
                 "seq": value.seq,
                 "kind": ItemKind.MODERATION.value,
                 "action": value.action,
                 "created_at": _iso(value.created_at),
-                "message": message_item(value.message),
+                "message": wall_message_item(value.message),
             }
         return {
             "seq": value.seq,
@@ -289,10 +309,35 @@ def parse_resume(query: Mapping[str, str]) -> Resume:
     raw = query.get("since")
     if raw is None or raw == "":
         return Resume(epoch, None)
-    # isdecimal() rejects signs, spaces and exponents that int() would accept.
-    if not raw.isascii() or not raw.isdecimal() or len(raw) > 18:
-        raise PayloadError(f"since must be a non-negative integer, got {raw!r}")
-    return Resume(epoch, int(raw))
+    return Resume(epoch, client_int(raw, "since"))
+
+
+# -- integers from clients ---------------------------------------------------------------
+
+# Ids and sequence numbers are signed 64-bit in the store (BigInteger): a larger number
+# would overflow the database driver (an OverflowError, a 500) instead of a 400.
+MAX_CLIENT_INT = 2**63 - 1
+
+
+def client_int(value: object, name: str) -> int:
+    """A whole number from 0 to `MAX_CLIENT_INT` sent by a client, as a query-string
+    digit string or a JSON integer; anything else raises PayloadError.
+
+    Every integer a client sends (the API's `limit` and `before`, moderation `ids`, the
+    websocket's `since`) passes here, so no client number reaches the store unchecked.
+    """
+    if isinstance(value, str):
+        # isdecimal() rejects signs, spaces and exponents that int() would accept; the
+        # length check keeps int() from parsing a megabyte of digits.
+        if not value.isascii() or not value.isdecimal() or len(value) > len(str(MAX_CLIENT_INT)):
+            raise PayloadError(
+                f"{name} must be a whole number from 0 to {MAX_CLIENT_INT}, got {value[:40]!r}"
+            )
+        value = int(value)
+    # type(), not isinstance: JSON true and false are ints to Python.
+    if type(value) is not int or not 0 <= value <= MAX_CLIENT_INT:
+        raise PayloadError(f"{name} must be a whole number from 0 to {MAX_CLIENT_INT}")
+    return value
 
 
 def resume_query(epoch: str | None, since: int | None) -> dict[str, str]:

@@ -15,14 +15,18 @@ import orjson
 from aiohttp import web
 
 from backchannel.core import wire
-from backchannel.core.models import Change, Network, Status, StoredMessage
+from backchannel.core.models import Change, Network, Status
 from backchannel.core.moderation import Action, EventAction, WallRules
-from backchannel.errors import StoreError
+from backchannel.errors import PayloadError, StoreError
 from backchannel.server.keys import STATS, STORE, known_event, publish, write_lock
 from backchannel.server.security import csrf_token, require_moderator
+from backchannel.store import Store
 from backchannel.store.queries import MessageQuery
 
 MAX_PAGE = 200
+WALL_PAGE = 50
+# Ids per moderation request (before duplicates are dropped): a bulk action on one
+# screenful of messages, while one request stays one short write-lock hold.
 MAX_BULK = 500
 
 
@@ -40,13 +44,17 @@ def _bool(value: str | None) -> bool | None:
     raise web.HTTPBadRequest(text=f"expected true or false, got {value!r}")
 
 
-def _int(value: str | None, name: str, default: int | None = None) -> int | None:
-    if value in (None, ""):
-        return default
+def _int(value: object, name: str) -> int:
+    """A client's integer (see `wire.client_int`), or 400."""
     try:
-        return int(value)  # type: ignore[arg-type]
-    except ValueError:
-        raise web.HTTPBadRequest(text=f"{name} must be a whole number") from None
+        return wire.client_int(value, name)
+    except PayloadError as exc:
+        raise web.HTTPBadRequest(text=str(exc)) from None
+
+
+def _query_int(request: web.Request, name: str, default: int | None = None) -> int | None:
+    value = request.query.get(name)
+    return default if value in (None, "") else _int(value, name)
 
 
 def query_from_params(params: Any) -> MessageQuery:
@@ -83,11 +91,11 @@ async def list_messages(request: web.Request) -> web.Response:
     await require_moderator(request)
     info = await known_event(request)
     query = query_from_params(request.query)
-    limit = _int(request.query.get("limit"), "limit", 50) or 0
+    limit = _query_int(request, "limit", 50) or 0
     if not 1 <= limit <= MAX_PAGE:
         # SQLite reads a negative LIMIT as none at all: the whole event in one response.
         raise web.HTTPBadRequest(text=f"limit must be 1 to {MAX_PAGE}")
-    before = _int(request.query.get("before"), "before")
+    before = _query_int(request, "before")
     oldest_first = request.query.get("order") == "oldest"
     page = await asyncio.to_thread(
         request.app[STORE].search, info.name, query, before_seq=before, limit=limit, oldest_first=oldest_first
@@ -145,14 +153,11 @@ async def moderate(request: web.Request) -> web.Response:
         raise web.HTTPBadRequest(
             text=f"unknown action; use one of {', '.join(a.value for a in Action)}"
         ) from None
-    ids = body.get("ids")
-    if (
-        not isinstance(ids, list)
-        or not ids
-        or len(ids) > MAX_BULK
-        or not all(type(i) is int for i in ids)  # not isinstance: true and false are ints too
-    ):
+    given = body.get("ids")
+    if not isinstance(given, list) or not 1 <= len(given) <= MAX_BULK:
         raise web.HTTPBadRequest(text=f"ids must be a list of 1 to {MAX_BULK} message ids")
+    # Each id once: a repeated id would be one more change (and one more broadcast).
+    ids = list(dict.fromkeys(_int(i, "ids") for i in given))
     action_id = _action_id(body)
     store = request.app[STORE]
 
@@ -264,35 +269,65 @@ async def sources(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(read))
 
 
+class WallSnapshots:
+    """The public wall's snapshot, built by one request at a time per event and shared
+    by every request that arrived before that build began.
+
+    However many anonymous clients ask, an event costs at most one build at a time,
+    and every answer is fresh: its head and rules were read after the request
+    arrived. Fresh matters: a wall told to reset after its hello loads a snapshot and
+    takes live items after the snapshot's `last_seq` from then on, so a snapshot older
+    than the hello would lose what came in between; and after an event action (a
+    block, a mute) an older snapshot would show what the action removed.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._latest: dict[str, tuple[float, bytes]] = {}  # event -> (build began, body)
+        self._building: dict[str, asyncio.Lock] = {}
+
+    async def get(self, event: str) -> bytes:
+        loop = asyncio.get_running_loop()
+        arrived = loop.time()
+        async with self._building.setdefault(event, asyncio.Lock()):
+            latest = self._latest.get(event)
+            if latest is not None and latest[0] >= arrived:
+                return latest[1]
+            began = loop.time()
+            body = await asyncio.to_thread(self._build, event)
+            self._latest[event] = (began, body)
+            return body
+
+    def _build(self, event: str) -> bytes:
+        # The head first: anything committed while the page is read is then either in it
+        # or after `last_seq`, where the wall's websocket resumes from.
+        head = self.store.event(event, create=False)
+        rules = self.store.wall_rules(event)
+        shown = self.store.wall(event, rules, limit=WALL_PAGE)
+        pinned = self.store.wall(event, rules, limit=1, pinned=True)
+        return orjson.dumps(
+            {
+                "event": event,
+                "epoch": head.epoch,
+                "last_seq": head.last_seq,
+                "items": [wire.wall_item(m, rules) for m in shown],
+                "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
+            }
+        )
+
+
+WALL_SNAPSHOTS = web.AppKey("wall_snapshots", WallSnapshots)
+
+
 async def wall_messages(request: web.Request) -> web.Response:
     """Public: the newest messages the wall may show, and the pinned one."""
     info = await known_event(request)
-    store = request.app[STORE]
+    body = await request.app[WALL_SNAPSHOTS].get(info.name)
+    return web.Response(body=body, content_type="application/json")
 
-    def visible() -> dict[str, Any]:
-        # The head first: anything committed while the page is read is then either in it
-        # or after `last_seq`, where the wall's websocket resumes from.
-        head = store.event(info.name, create=False)
-        rules = store.wall_rules(info.name)
-        status = Status.APPROVED if rules.premoderation else None
-        shown: list[StoredMessage] = []
-        before: int | None = None
-        while len(shown) < 50:
-            page = store.search(info.name, MessageQuery(status=status), before_seq=before, limit=200)
-            if not page:
-                break
-            shown.extend(m for m in page if rules.visible(m))
-            before = page[-1].seq
-        pinned = [m for m in store.search(info.name, MessageQuery(pinned=True), limit=1) if rules.visible(m)]
-        return {
-            "event": info.name,
-            "epoch": head.epoch,
-            "last_seq": head.last_seq,
-            "items": [wire.wall_item(m, rules) for m in shown[:50]],
-            "pinned": wire.wall_item(pinned[0], rules) if pinned else None,
-        }
 
-    return json_response(await asyncio.to_thread(visible))
+def setup(app: web.Application) -> None:
+    app[WALL_SNAPSHOTS] = WallSnapshots(app[STORE])
 
 
 def routes() -> list[web.AbstractRouteDef]:

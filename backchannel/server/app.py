@@ -18,7 +18,7 @@ from backchannel.core.models import StoredMessage
 from backchannel.fanout import RedisFanout
 from backchannel.hub import Hub
 from backchannel.pipeline import Pipeline
-from backchannel.server import api, pages, ws
+from backchannel.server import api, limits, pages, ws
 from backchannel.server.keys import (
     FANOUT,
     HUB,
@@ -59,7 +59,10 @@ def create_app(
     if fanout is not None:
         app[FANOUT] = fanout
         app.cleanup_ctx.append(_fanout_context)
-    setup_security(app, security or SecuritySettings())
+    security = security or SecuritySettings()
+    setup_security(app, security)
+    api.setup(app)
+    limits.setup(app, max_sockets=security.max_sockets, per_address=security.max_sockets_per_address)
     app.add_routes(pages.routes() + api.routes() + ws.routes())
     for job in background or ():
         app.cleanup_ctx.append(_as_context(job))
@@ -119,4 +122,6 @@ def run(app: web.Application, host: str, port: int, on_ready: Callable[[], None]
             on_ready()
 
     app.on_startup.append(started)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True, shutdown_timeout=5)
+    # Our own listening sockets: they keep asyncio from logging a storm on EMFILE.
+    sockets = limits.listening_sockets(host, port)
+    web.run_app(app, sock=sockets, print=None, handle_signals=True, shutdown_timeout=5)

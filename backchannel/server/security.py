@@ -1,4 +1,5 @@
-"""Sessions, passwords, CSRF, origin checks, login throttling and security headers.
+"""Sessions, passwords, CSRF, origin and Host checks, login throttling and security
+headers.
 
 Everything a request passes through before a view sees it. Views never read cookies
 or headers for authorisation themselves: they call `require_moderator`. Sessions live
@@ -19,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp_session import get_session, new_session
@@ -41,8 +43,10 @@ _hasher = PasswordHasher()
 # A hash to verify against when the user does not exist, so timing does not tell.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
+# img-src: the pages show no image but our own (the favicon); message images are
+# never loaded, so no other site learns who watches the wall.
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' https: data:; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
@@ -81,6 +85,10 @@ class SecuritySettings:
     session_check_every: float = 2.0
     # Seconds since the epoch: the sessions' clock (tests move it).
     clock: Callable[[], float] = time.time
+    # Open websockets in all (0: half the file-descriptor limit) and per client address
+    # (0: no cap); see `limits.py`.
+    max_sockets: int = 0
+    max_sockets_per_address: int = 100
     trusted_networks: tuple[IPNetwork, ...] = field(init=False, default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,6 +144,8 @@ def setup_security(app: web.Application, settings: SecuritySettings) -> None:
     app[sessions.SOCKETS] = {}
     app.cleanup_ctx.append(sessions.session_checker(settings.session_check_every))
     app.middlewares.append(security_headers)
+    app.middlewares.append(host_check)
+    app.on_response_prepare.append(_response_headers)
     app[LOGIN_LIMITER] = LoginLimiter(settings.login_per_pair, settings.login_per_address)
     app[SECURITY] = settings
 
@@ -240,6 +250,13 @@ SECURITY_HEADERS = {
     # logout), which `origin_allowed` refuses. Other sites still get no referrer.
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
+    # Another site's window cannot keep a handle on ours (window.opener, named targets).
+    "Cross-Origin-Opener-Policy": "same-origin",
+    # No page here uses these; a script injected despite the CSP gets none of them.
+    "Permissions-Policy": (
+        "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
+        "microphone=(), payment=(), usb=()"
+    ),
 }
 
 
@@ -260,6 +277,56 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
 def _add_headers(headers: MutableMapping[str, str]) -> None:
     for name, value in SECURITY_HEADERS.items():
         headers.setdefault(name, value)
+
+
+async def _response_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every response as it goes out (websocket handshakes and errors included)."""
+    # No version banner: it only tells a scanner which advisories to try.
+    response.headers.popall("Server", None)
+    if not request.path.startswith("/static/"):
+        # Pages, the API and the wall's snapshot hold a moderator's data or the live
+        # state: never kept by a browser or a shared cache. Static files may be.
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def host_allowed(request: web.Request) -> bool:
+    """Whether the Host header names this server, where it can know its names.
+
+    Against DNS rebinding (a page on evil.example whose name turns to 127.0.0.1 and
+    reads the local instance as same-origin): a connection that arrived on a loopback
+    address must name a loopback host with the port it arrived on, or a host of
+    BACKCHANNEL_ALLOWED_ORIGINS. A connection on another address (`serve --host
+    0.0.0.0` behind a name, a proxy in another container) is not checked: the server
+    cannot know the names it is reached by there.
+    """
+    given = request.headers.get("Host")
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if given is None or not isinstance(sockname, tuple):
+        return True  # no Host (HTTP/1.0 tools), or a Unix socket: nothing to rebind
+    try:
+        local = ipaddress.ip_address(sockname[0].split("%")[0])
+    except ValueError:
+        return True
+    mapped = getattr(local, "ipv4_mapped", None)
+    if not (mapped or local).is_loopback:
+        return True
+    port = sockname[1]
+    host = given.lower()
+    names = {f"{name}:{port}" for name in LOOPBACK_HOSTS}
+    if port == 80:
+        names.update(LOOPBACK_HOSTS)
+    names.update(urlsplit(origin).netloc for origin in request.app[SECURITY].allowed_origins)
+    return host in names
+
+
+@web.middleware
+async def host_check(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not host_allowed(request):
+        raise web.HTTPMisdirectedRequest(text="unknown host name for this server")
+    return await handler(request)
 
 
 def own_origin(request: web.Request) -> str:

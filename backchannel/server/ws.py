@@ -1,7 +1,9 @@
 """Websocket endpoints: the moderators' live feed and the public wall's.
 
 Both check Origin at the handshake (aiohttp has no built-in check); the moderators'
-also needs the session. After that the hub serves the connection: resume from the
+also needs the session. Each counts against the cap on open sockets in all, and a
+wall's also against the cap per client address (`limits.py`): one over a cap is closed
+at once with 1013 or 1008. After that the hub serves the connection: resume from the
 store, then live items, the wall's through its view.
 """
 
@@ -23,7 +25,8 @@ from backchannel.hub import (
     websocket_response,
 )
 from backchannel.server.keys import HUB, STORE, WALLS, known_event
-from backchannel.server.security import current_login, origin_allowed
+from backchannel.server.limits import SOCKET_COUNTS
+from backchannel.server.security import client_address, current_login, origin_allowed
 from backchannel.server.sessions import Login, track_socket
 
 
@@ -48,6 +51,25 @@ async def _serve(request: web.Request, channel: Channel, login: Login | None) ->
         resume = wire.parse_resume(request.query)
     except PayloadError as exc:
         raise web.HTTPBadRequest(text=str(exc)) from None
+    counts = request.app[SOCKET_COUNTS]
+    address = client_address(request)
+    refusal = counts.admit(address, anonymous=login is None)
+    if refusal is not None:
+        # Accepted to say why in a close code a browser can read (an HTTP status on a
+        # refused handshake reaches no script), then closed: the descriptor comes back.
+        ws = websocket_response(heartbeat=None)
+        await ws.prepare(request)
+        await ws.close(code=refusal.code, message=refusal.reason.encode())
+        return ws
+    try:
+        return await _serve_admitted(request, event, channel, login, resume)
+    finally:
+        counts.release(address)
+
+
+async def _serve_admitted(
+    request: web.Request, event: str, channel: Channel, login: Login | None, resume: wire.Resume
+) -> web.StreamResponse:
     ws = websocket_response()
     await ws.prepare(request)
     if login is None:

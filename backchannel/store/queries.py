@@ -1,7 +1,9 @@
-"""Reading the store: listings for exports, dashboard search with paging, resume backlog."""
+"""Reading the store: listings for exports, dashboard search with paging, the public
+wall's snapshot, resume backlog."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,11 +11,18 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from backchannel.core.models import Change, Network, Status, StoredMessage
+from backchannel.core.moderation import WallRules
 from backchannel.errors import StoreError
 from backchannel.store.rows import EventInfo, aware, row_reader, stored_from_row
-from backchannel.store.schema import changes, messages
+from backchannel.store.schema import blocked_authors, changes, messages
 
 EXPORT_FILTERS = ("all", "approved", "starred", "questions", "unanswered")
+
+# Bounds on one wall snapshot (see `QueryMixin.wall`): the newest sequence numbers the
+# database walks (at a few microseconds each, a third of a second at most), and the rows
+# Python reads and judges for muted terms.
+WALL_WINDOW = 100_000
+WALL_SCAN = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +178,54 @@ class QueryMixin:
         select = select.order_by(messages.c.seq if oldest_first else messages.c.seq.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [stored_from_row(row, info.name) for row in conn.execute(select)]
+
+    def wall(
+        self, event: str, rules: WallRules, *, limit: int = 50, pinned: bool = False
+    ) -> list[StoredMessage]:
+        """The newest messages the public wall may show (`rules.visible`), newest first;
+        `pinned`: only the pinned one.
+
+        The work is bounded whatever the event holds. The database leaves out what it
+        can judge itself (hidden, unapproved under premoderation, blocked authors,
+        reposts, copies) along the (event, seq) index, so 20,000 messages of a blocked
+        author cost an index walk, not 20,000 messages built and judged in Python; the
+        walk covers the newest `WALL_WINDOW` sequence numbers; and Python, which judges
+        muted terms, reads at most `WALL_SCAN` rows, so the answer may hold fewer than
+        `limit` (a muted term that matched thousands of messages).
+        """
+        info = self.event(event, create=False)
+        blocked = sa.exists().where(
+            blocked_authors.c.event_id == info.id,
+            blocked_authors.c.network == messages.c.network,
+            # Blocks are stored lower case (see `moderate_event`); Python's lower() in
+            # `rules.visible` catches the non-ASCII case SQLite's lower() leaves.
+            blocked_authors.c.author_handle == sa.func.lower(messages.c.author_handle),
+        )
+        query = sa.select(
+            *(c for c in messages.c if c.name != "raw"),
+            sa.null().label("raw"),  # large, and the wall shows none of it
+            sa.literal(0).label("repost_count"),
+            sa.literal(0).label("copy_count"),
+        ).where(
+            messages.c.event_id == info.id,
+            messages.c.seq > info.last_seq - WALL_WINDOW,
+            messages.c.repost_of.is_(None),
+            messages.c.copy_of.is_(None),
+            messages.c.deleted.is_(False),
+            ~blocked,
+        )
+        if rules.premoderation:
+            query = query.where(messages.c.status == Status.APPROVED.value)
+        else:
+            query = query.where(messages.c.status != Status.HIDDEN.value)
+        if pinned:
+            query = query.where(messages.c.pinned.is_(True))
+        query = query.order_by(messages.c.seq.desc()).limit(WALL_SCAN)
+        with self.engine.connect() as conn:
+            result = conn.execute(query)
+            pick = row_reader(result)
+            shown = (stored_from_row(row, info.name, pick) for row in result)
+            return list(itertools.islice((m for m in shown if rules.visible(m)), limit))
 
     def message(self, event: str, message_id: int) -> StoredMessage:
         info = self.event(event, create=False)

@@ -2,10 +2,10 @@
 // their own, with the pinned message featured. Read-only and public.
 //
 // Data: GET /api/wall/E (items + pinned), then the wall's websocket, whose items are
-// already filtered by the server (wire.wall_item): messages the wall may show,
-// changes to them (a pin, an unpin), `retract: id` for a message it must drop at
-// once (hidden, blocked, muted, unapproved), and a bare event action after which
-// the wall reloads its snapshot.
+// already filtered by the server (wire.wall_item): messages the wall may show (no
+// reposts or copies, no moderation state but the pin), changes to them (a pin, an
+// unpin), `retract: id` for a message it must drop at once (hidden, blocked, muted,
+// unapproved), and a bare event action after which the wall reloads its snapshot.
 
 import { clear, clock, h, networkLabel, richText } from "./dom.js";
 import { LiveFeed, State } from "./live.js";
@@ -26,10 +26,6 @@ let pinned = null; // id
 let offset = 0; // rotation offset into the newest-first pool
 let lastArrival = 0;
 let fresh = new Set(); // ids to animate in
-
-function isRepost(m) {
-  return Boolean(m.repost_of || m.copy_of);
-}
 
 function newestFirst() {
   return [...pool.values()].filter((m) => m.id !== pinned).sort((a, b) => b.seq - a.seq);
@@ -68,7 +64,6 @@ function render() {
 }
 
 function upsert(m) {
-  if (isRepost(m)) return false;
   const isNew = !pool.has(m.id);
   pool.set(m.id, m);
   if (m.pinned) {
