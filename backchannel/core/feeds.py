@@ -89,7 +89,10 @@ def _time(entry: Mapping[str, Any]) -> datetime | None:
         value = _get(entry, key)
         if isinstance(value, time.struct_time):
             # feedparser normalises every date it reads to UTC.
-            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                continue  # a date no datetime can hold is no date: the next, or the fetch time
     return None
 
 
