@@ -79,8 +79,10 @@ def message_from_record(record: Any, *, event: str = "") -> Message:
         raise PayloadError("a record must be a JSON object")
     get = record.get
     missing = [key for key in REQUIRED if not get(key) and get(key) is not False]
-    if "text" in missing and record.get("text") == "" and record.get("repost_of"):
-        missing.remove("text")  # a native repost has no text of its own
+    if "text" in missing and record.get("text") == "":
+        # A native repost has no text of its own, nor has a post that is only an image
+        # (Mastodon's content is then empty): exports write "" and must import again.
+        missing.remove("text")
     if missing:
         raise PayloadError(f"missing required field(s): {', '.join(missing)}")
     network = _NETWORKS.get(record["network"]) if type(record["network"]) is str else None
