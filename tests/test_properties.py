@@ -300,18 +300,23 @@ def test_a_youtube_response_is_messages_and_rejections_or_a_payload_error(body: 
         assert_whole(message)
 
 
-feed_items = st.tuples(
-    st.text(max_size=20), st.text(max_size=40), times | st.just("Fri, 31 Dec 9999 23:59:59 -1400")
-).map(
-    lambda t: (
-        f"<item><guid>{_xml(t[0])}</guid><description>{_xml(t[1])}</description>"
-        f"<pubDate>{_xml(t[2])}</pubDate></item>"
-    )
-)
-
-
 def _xml(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;")
+
+
+# Character references XML forbids or that name no character: feedparser must not crash on them.
+char_refs = st.sampled_from(["", "&#xD800;", "&#0;", "&#x10FFFF;", "&#99999999;", "&bogus;", "&amp;#xD800;"])
+feed_items = st.tuples(
+    st.text(max_size=20),
+    st.text(max_size=40),
+    char_refs,
+    times | st.just("Fri, 31 Dec 9999 23:59:59 -1400"),
+).map(
+    lambda t: (
+        f"<item><guid>{_xml(t[0])}</guid><description>{_xml(t[1])}{t[2]}</description>"
+        f"<pubDate>{_xml(t[3])}</pubDate></item>"
+    )
+)
 
 
 @SETTINGS

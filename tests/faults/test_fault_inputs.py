@@ -140,6 +140,15 @@ def test_bluesky_and_feeds_fall_back_to_their_own_clock_for_an_out_of_range_time
     assert [m.created_at for m in read.messages] == [fetched]
 
 
+def test_a_feed_that_breaks_the_feed_parser_is_a_named_rejection() -> None:
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><item><guid>g</guid>'
+        b"<description>&#xD800;</description></item></channel></rss>"
+    )
+    with pytest.raises(PayloadError, match="the feed cannot be read: UnicodeEncodeError"):
+        feeds.parse_feed(rss, url="https://b.example/feed")
+
+
 async def test_jetstream_keeps_the_posts_around_one_with_an_out_of_range_time(store: Store) -> None:
     profiles = {"did:plc:a": ("a.bsky.social", "A")}
     async with FakeBluesky(profiles) as fake, http_session() as http:
