@@ -1,8 +1,9 @@
 """Patterns that see stranger text run in linear time (issue 10's regex audit).
 
-The question detector has its own tests (test_questions.py); these cover the two other
-super-linear patterns the audit found: the URL edge trim in `richtext.safe_href` and the
-dashboard's trailing-punctuation trim of a URL token (web/static/dom.js).
+The question detector has its own tests (test_questions.py); these cover the other
+super-linear patterns the audit found: the URL edge trim in `richtext.safe_href`, the
+dashboard's trailing-punctuation trim of a URL token (web/static/dom.js) and the tag
+stripping of YouTube's error messages.
 """
 
 from __future__ import annotations
@@ -68,3 +69,13 @@ def test_dashboard_trims_a_url_tokens_trailing_punctuation_in_linear_time() -> N
     )
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < BOUND_SECONDS
+
+
+def test_a_youtube_error_message_loses_its_tags_in_linear_time() -> None:
+    from backchannel.core.youtube import error_message
+
+    start = time.perf_counter()
+    assert error_message({"error": {"message": "<" * 20_000}}) == "<" * 300
+    assert time.perf_counter() - start < BOUND_SECONDS
+    quota = {"error": {"message": 'over your <a href="https://q.example">quota</a>.'}}
+    assert error_message(quota) == "over your quota."
