@@ -122,11 +122,14 @@ def cells(text: str, delimiter: str) -> list[str]:
 
 
 def has_all_cells(line: str, header: Sequence[str], delimiter: str) -> bool:
-    """Whether `line`, read on its own, has the header's number of cells."""
+    """Whether `line`, read on its own, is one whole record with the header's number of
+    cells: no quoted cell left open at its end (CSV reads a quote inside an unquoted cell
+    as a character, so a line may hold an odd number of quotes and still be whole)."""
     try:
-        return len(cells(line, delimiter)) == len(header)
+        rows = list(csv.reader((line,), delimiter=delimiter, strict=True))
     except csv.Error:
         return False
+    return len(rows) == 1 and len(rows[0]) == len(header)
 
 
 def unclosed_quote(start: int, end: int, before: str) -> str:

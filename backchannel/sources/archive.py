@@ -288,12 +288,12 @@ def _read_tags(fh: IO[bytes], event: str, on_progress: Progress | None) -> Itera
     quotes = 0
     for number, line in lines():
         if pending and tags.starts_row(line, header, delimiter):
-            yield from _unclosed(
-                pending, f"line {number} reads as a row of its own", header, delimiter, event, again
-            )
+            yield _unclosed(pending, f"line {number} reads as a row of its own")
             pending, quotes = [], 0
         pending.append((number, line))
         quotes += line.count('"')
+        if quotes % 2 and len(pending) == 1 and tags.has_all_cells(line, header, delimiter):
+            quotes = 0  # a stray quote inside an unquoted cell: a character, not an opening
         if quotes % 2 and len(pending) < MAX_RECORD_LINES:
             continue
         if quotes % 2:
@@ -307,30 +307,13 @@ def _read_tags(fh: IO[bytes], event: str, on_progress: Progress | None) -> Itera
             )
         pending, quotes = [], 0
     if pending:
-        yield from _unclosed(pending, "the file ends", header, delimiter, event, again)
-        yield from (
-            item for number, line in again for item in _tags_item(number, line, header, delimiter, event)
-        )
+        yield _unclosed(pending, "the file ends")
 
 
-def _unclosed(
-    pending: list[tuple[int, str]],
-    before: str,
-    header: list[str],
-    delimiter: str,
-    event: str,
-    again: deque[tuple[int, str]],
-) -> Iterator[Message | Rejected]:
-    """A record whose quote never closed before `before`. Its first line may still be a
-    whole row (a stray quote inside an unquoted cell, which CSV reads as a character):
-    then it is kept and the lines after it are read again. Otherwise the lines up to
-    `before` are rejected, named by the first."""
-    (start, line), rest = pending[0], pending[1:]
-    if tags.has_all_cells(line, header, delimiter):
-        yield from _tags_item(start, line, header, delimiter, event)
-        again.extendleft(reversed(rest))
-        return
-    yield Rejected(f"line {start}", tags.unclosed_quote(start, pending[-1][0], before))
+def _unclosed(pending: list[tuple[int, str]], before: str) -> Rejected:
+    """A record whose quote never closed before `before`: its lines, named by the first."""
+    start = pending[0][0]
+    return Rejected(f"line {start}", tags.unclosed_quote(start, pending[-1][0], before))
 
 
 def _tags_item(

@@ -250,15 +250,6 @@ class FileSource:
             if pending and starts_row(line.decode("utf-8", errors="replace"), self._header, self._delimiter):
                 # The quote of the pending record never closed: see tags.starts_row.
                 start = number - len(pending)
-                first = pending[0]
-                if has_all_cells(first.decode("utf-8", errors="replace"), self._header, self._delimiter):
-                    # A stray quote in an unquoted cell: the first line is a row; read on after it.
-                    position += len(first) + 1
-                    index = start - first_line + 1
-                    batch.consumed, batch.lines = position, index
-                    pending, quotes = [], 0
-                    self._tags_record(first, start, batch)
-                    continue
                 reason = unclosed_quote(start, number - 1, f"line {number} reads as a row of its own")
                 batch.rejected.append(f"line {start}: {reason}")
                 position += sum(len(p) + 1 for p in pending)
@@ -266,6 +257,12 @@ class FileSource:
                 pending, quotes = [], 0
             pending.append(line)
             quotes += line.count(b'"')
+            if (
+                quotes % 2
+                and len(pending) == 1
+                and has_all_cells(line.decode("utf-8", errors="replace"), self._header, self._delimiter)
+            ):
+                quotes = 0  # a stray quote inside an unquoted cell: a character, not an opening
             if quotes % 2:
                 if len(pending) < MAX_RECORD_LINES:
                     continue

@@ -336,3 +336,38 @@ def test_an_unclosed_quote_in_a_followed_tags_file_names_both_rows(tmp_path: Pat
     assert page.rejected == [
         "line 2: a quoted cell opened here never closes before line 3 reads as a row of its own: line 2 left out"
     ]
+
+
+def test_a_followed_tags_file_keeps_its_place_around_an_unclosed_quote(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text(
+        TAGS_HEADER
+        + tags_row(1, "ann", 'he said "hi')  # line 2: a stray quote, still a whole row
+        + tags_row(2, "bob", '"never closed')  # line 3
+        + tags_row(3, "cat", "plain")  # line 4
+    )
+    source = FileSource(path, format="tags")
+    page = source.read(None)
+    assert [(m.network_id, m.author_handle) for m in page.messages] == [("1", "ann"), ("3", "cat")]
+    assert page.rejected == [
+        "line 3: a quoted cell opened here never closes before line 4 reads as a row of its own: line 3 left out"
+    ]
+    with path.open("a") as fh:
+        fh.write("5,dan,plain,not a time,https://twitter.com/dan/status/5\n")
+    later = source.read(page.cursor)
+    assert later.messages == [] and later.rejected == [
+        "line 5: created_at is not a Twitter time: 'not a time'"
+    ]
+
+
+def test_a_stray_quote_before_an_unclosed_one_keeps_its_row_in_an_import(tmp_path: Path) -> None:
+    path = tmp_path / "tags.csv"
+    path.write_text(
+        TAGS_HEADER
+        + tags_row(1, "ann", 'he said "hi')
+        + tags_row(2, "bob", '"never closed')
+        + tags_row(3, "cat", "x")
+    )
+    messages, rejected = split(read_archive(path, format="tags"))
+    assert [(m.network_id, m.author_handle) for m in messages] == [("1", "ann"), ("3", "cat")]
+    assert [r.where for r in rejected] == ["line 3"]
