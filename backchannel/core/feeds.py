@@ -59,7 +59,13 @@ def parse_feed(
     headers = {"content-location": url}
     if content_type:
         headers["content-type"] = content_type
-    parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    try:
+        parsed = feedparser.parse(io.BytesIO(body), response_headers=headers)
+    except Exception as exc:
+        # feedparser reports most broken feeds as `bozo`, but some bytes still raise from
+        # inside it (a character reference to a surrogate, &#xD800;, is a UnicodeEncodeError):
+        # whatever it raises is about the bytes it was given.
+        raise PayloadError(f"the feed cannot be read: {type(exc).__name__}: {exc}") from exc
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
         raise PayloadError(f"not an RSS or Atom feed{f' ({problem})' if problem else ''}")
@@ -89,7 +95,10 @@ def _time(entry: Mapping[str, Any]) -> datetime | None:
         value = _get(entry, key)
         if isinstance(value, time.struct_time):
             # feedparser normalises every date it reads to UTC.
-            return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            try:
+                return datetime.fromtimestamp(calendar.timegm(value), UTC)
+            except (OverflowError, ValueError, OSError):
+                continue  # a date no datetime can hold is no date: the next, or the fetch time
     return None
 
 

@@ -11,6 +11,9 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from backchannel.core import limits
+from backchannel.core.limits import HANDLE_MAX, ITEMS_MAX, NAME_MAX, RAW_MAX, TEXT_MAX, URL_MAX, entries_over
+
 
 class Network(enum.StrEnum):
     X = "x"
@@ -40,6 +43,9 @@ class Message:
     Mastodon status `uri`, a Bluesky at-uri, `https://x.com/i/status/ID`).
     `repost_of` is set on a native retweet/boost: it is then not a message of its
     own but a count on the original named by that URI.
+
+    Every field is within the caps of `core/limits.py` once built: longer values are
+    cut (text visibly) or dropped there, whatever built the message.
     """
 
     network: Network
@@ -63,6 +69,46 @@ class Message:
             raise ValueError("created_at must be timezone-aware")
         if self.created_at.tzinfo is not UTC and self.created_at.utcoffset():
             self.created_at = self.created_at.astimezone(UTC)
+        if (
+            len(self.text) > TEXT_MAX
+            or len(self.author_name) > NAME_MAX
+            or len(self.author_handle) > HANDLE_MAX
+            or len(self.uri) > URL_MAX
+            or len(self.network_id) > URL_MAX
+            or (self.permalink is not None and len(self.permalink) > URL_MAX)
+            or (self.reply_to is not None and len(self.reply_to) > URL_MAX)
+            or (self.repost_of is not None and len(self.repost_of) > URL_MAX)
+            or (self.raw is not None and len(self.raw) > RAW_MAX)
+            or ((self.hashtags or self.mentions or self.links) and self._entries_over())
+        ):
+            self._cap()
+
+    def _entries_over(self) -> bool:
+        entries = self.hashtags + self.mentions + self.links
+        # Entries whose lengths add up to no more than the smallest cap cannot exceed
+        # theirs one by one: one sum in C decides nearly every message.
+        if len(entries) <= ITEMS_MAX and sum(map(len, entries)) <= HANDLE_MAX:
+            return False
+        return (
+            entries_over(self.hashtags, HANDLE_MAX)
+            or entries_over(self.mentions, HANDLE_MAX)
+            or entries_over(self.links, URL_MAX)
+        )
+
+    def _cap(self) -> None:
+        self.text = limits.cap_text(self.text)
+        self.author_name = limits.cap_name(self.author_name)
+        self.author_handle = limits.cap_identity(self.author_handle, HANDLE_MAX)
+        self.network_id = limits.cap_identity(self.network_id, URL_MAX)
+        self.uri = limits.cap_identity(self.uri, URL_MAX)
+        self.reply_to = limits.cap_optional_identity(self.reply_to, URL_MAX)
+        self.repost_of = limits.cap_optional_identity(self.repost_of, URL_MAX)
+        if self.permalink is not None and len(self.permalink) > URL_MAX:
+            self.permalink = None  # a cut URL would lead somewhere else
+        self.hashtags = limits.cap_entries(self.hashtags, HANDLE_MAX)
+        self.mentions = limits.cap_entries(self.mentions, HANDLE_MAX)
+        self.links = limits.cap_entries(self.links, URL_MAX)
+        self.raw = limits.cap_raw(self.raw)
 
 
 @dataclass(frozen=True, slots=True)

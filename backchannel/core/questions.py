@@ -28,8 +28,16 @@ NOT_A_SUBJECT = frozenset(
 )
 
 
+# What a reader skips before the first word: whitespace, "RT", @mentions, #hashtags and
+# punctuation. The skip is possessive (`*+`): it takes all it can and never gives any
+# back. A plain `*` around alternatives that overlap (a dot is punctuation and part of a
+# hashtag, and `[...]+` repeats inside the `*`) let the regex engine try every way of
+# splitting a run of dots when no word followed: exponential time, seconds for a
+# 30-character post. Giving back could only ever yield a one-letter word, "RT" or a
+# quote mark as the first word, none of which decides anything below, so whether a text
+# is a question is unchanged; the match is now linear in the text's length.
 _OPENING = re.compile(
-    r"(?:\s|RT\b:?|[@#][\w.@-]+:?|[-–—:;,.>|\"'“”‘’()]+)*([A-Za-z']+)(?:[^A-Za-z']+([A-Za-z']+))?",
+    r"(?:\s|RT\b:?|[@#][\w.@-]+:?|[-–—:;,.>|\"'“”‘’()]+)*+([A-Za-z']+)(?:[^A-Za-z']+([A-Za-z']+))?",
     re.IGNORECASE,
 )
 

@@ -21,18 +21,29 @@ REQUIRED = ("network", "network_id", "author_handle", "text", "created_at")
 
 
 def parse_time(value: Any) -> datetime:
-    """An ISO 8601 time (a trailing `Z` allowed) as an aware UTC datetime."""
+    """An ISO 8601 time (a trailing `Z` allowed) as an aware UTC datetime.
+
+    Raises PayloadError for anything else, a time that is out of range once converted to
+    UTC included (`9999-12-31T23:59:59-14:00` is year 10000 in UTC)."""
     if type(value) is not str or not value:
-        raise PayloadError(f"created_at must be an ISO 8601 string, got {value!r}")
+        raise PayloadError(f"created_at must be an ISO 8601 string, got {value!r:.80}")
     try:
         parsed = datetime.fromisoformat(value)  # Python 3.11 reads a trailing "Z"
     except ValueError as exc:
-        raise PayloadError(f"created_at is not an ISO 8601 time: {value!r}") from exc
+        raise PayloadError(f"created_at is not an ISO 8601 time: {value!r:.80}") from exc
     if parsed.tzinfo is None:
         return parsed.replace(tzinfo=UTC)
     if parsed.tzinfo is UTC:
         return parsed
-    return parsed.astimezone(UTC)
+    return in_utc(parsed, value)
+
+
+def in_utc(dt: datetime, given: Any) -> datetime:
+    """An aware `dt` in UTC; PayloadError (naming `given`) when that is past year 1 or 9999."""
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:
+        raise PayloadError(f"created_at is out of range in UTC: {given!r:.80}") from None
 
 
 def format_time(dt: datetime) -> str:
@@ -68,8 +79,10 @@ def message_from_record(record: Any, *, event: str = "") -> Message:
         raise PayloadError("a record must be a JSON object")
     get = record.get
     missing = [key for key in REQUIRED if not get(key) and get(key) is not False]
-    if "text" in missing and record.get("text") == "" and record.get("repost_of"):
-        missing.remove("text")  # a native repost has no text of its own
+    if "text" in missing and record.get("text") == "":
+        # A native repost has no text of its own, nor has a post that is only an image
+        # (Mastodon's content is then empty): exports write "" and must import again.
+        missing.remove("text")
     if missing:
         raise PayloadError(f"missing required field(s): {', '.join(missing)}")
     network = _NETWORKS.get(record["network"]) if type(record["network"]) is str else None
@@ -98,8 +111,26 @@ def message_from_record(record: Any, *, event: str = "") -> Message:
         hashtags=_str_tuple(record, "hashtags"),
         mentions=_str_tuple(record, "mentions"),
         links=_str_tuple(record, "links"),
-        raw=None if raw is None else (raw if isinstance(raw, str) else orjson.dumps(raw).decode()),
+        raw=None if raw is None else _raw_json(raw),
     )
+
+
+def _raw_json(raw: Any) -> str:
+    """`raw` as JSON text: a JSON value serialised, or a string that must already be JSON
+    text (the export reads it back with orjson; a string that is not JSON would break an
+    export halfway through, so it is refused here)."""
+    if type(raw) is str:
+        try:
+            orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise PayloadError(
+                f"raw is a string but not JSON text ({exc.msg} at character {exc.pos + 1})"
+            ) from None
+        return raw
+    try:
+        return orjson.dumps(raw).decode()
+    except TypeError as exc:  # orjson refuses integers beyond 64 bits, for one
+        raise PayloadError(f"raw cannot be kept as JSON: {exc}") from None
 
 
 def message_to_record(message: Message | StoredMessage) -> dict[str, Any]:

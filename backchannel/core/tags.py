@@ -12,18 +12,20 @@ missing. TAGS keeps no retweet reference: a retweet is an ordinary "RT @…" mes
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import orjson
 from linkify_it import LinkifyIt
 
-from backchannel.core.models import Message, Network, utc
-from backchannel.core.record import parse_time
+from backchannel.core.models import Message, Network
+from backchannel.core.record import in_utc, parse_time
 from backchannel.core.twarc import canonical_uri, permalink
 from backchannel.errors import PayloadError
 
@@ -55,18 +57,20 @@ def parse_twitter_time(value: Any) -> datetime:
         raise PayloadError("missing created_at")
     value = value.strip()
     try:
-        return utc(datetime.strptime(value, "%a %b %d %H:%M:%S %z %Y"))
+        return in_utc(datetime.strptime(value, "%a %b %d %H:%M:%S %z %Y"), value)
     except ValueError:
         pass
     if "," in value[:5]:
         try:
-            return utc(parsedate_to_datetime(value))
+            parsed = parsedate_to_datetime(value)
         except (TypeError, ValueError):
             pass
+        else:
+            return in_utc(parsed, value) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     try:
         return parse_time(value)
     except PayloadError:
-        raise PayloadError(f"created_at is not a Twitter time: {value!r}") from None
+        raise PayloadError(f"created_at is not a Twitter time: {value!r:.80}") from None
 
 
 def _entities(row: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -104,6 +108,62 @@ def _scanned(text: str) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ..
         _unique(_MENTION.findall(text)),
         _unique(links),
     )
+
+
+def cells(text: str, delimiter: str) -> list[str]:
+    """The cells of one CSV record (which may span lines); [] for a blank one. Raises
+    csv.Error for text that is not one record."""
+    # A one-line record (nearly all) needs no file-like wrapper: half the cost.
+    lines = (text,) if text.count("\n") <= 1 else io.StringIO(text)
+    rows = list(csv.reader(lines, delimiter=delimiter))
+    if len(rows) > 1:
+        raise csv.Error(f"the record reads as {len(rows)} rows")
+    return [cell.rstrip("\r") for cell in rows[0]] if rows else []
+
+
+def has_all_cells(line: str, header: Sequence[str], delimiter: str) -> bool:
+    """Whether `line`, read on its own, is one whole record with the header's number of
+    cells: no quoted cell left open at its end (CSV reads a quote inside an unquoted cell
+    as a character, so a line may hold an odd number of quotes and still be whole)."""
+    try:
+        rows = list(csv.reader((line,), delimiter=delimiter, strict=True))
+    except csv.Error:
+        return False
+    return len(rows) == 1 and len(rows[0]) == len(header)
+
+
+def unclosed_quote(start: int, end: int, before: str) -> str:
+    """Why the lines `start`..`end` of a record whose quote never closed are left out."""
+    span = f"line {start}" if end == start else f"lines {start}-{end}"
+    return f"a quoted cell opened here never closes before {before}: {span} left out"
+
+
+def starts_row(line: str, header: Sequence[str], delimiter: str) -> bool:
+    """Whether `line`, read on its own, is a whole TAGS row: the header's number of cells,
+    an author, a tweet id and a time.
+
+    A quoted cell that never closes swallows the lines after it, and the next quote
+    closes it in the middle of another row: the two rows merge into one record, stored
+    with the first row's author and the second's id, and the second row is lost. A line
+    inside a quoted cell that reads as a row of its own shows where that happened;
+    tweet text almost never has the header's number of cells, a status URL and a
+    Twitter time in the right columns.
+    """
+    try:
+        found = cells(line, delimiter)
+    except csv.Error:
+        return False
+    if len(found) != len(header):
+        return False
+    row = dict(zip(header, found, strict=True))
+    if not row.get("from_user", "").strip():
+        return False
+    try:
+        tweet_id(row)
+        parse_twitter_time(row.get("created_at"))
+    except PayloadError:
+        return False
+    return True
 
 
 def message_from_row(row: Mapping[str, Any], *, event: str = "") -> Message:

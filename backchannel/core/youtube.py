@@ -247,7 +247,9 @@ def error_message(body: Any) -> str | None:
         message = body["error"].get("message")
         if isinstance(message, str) and message:
             # Google puts HTML in some messages ("your <a href=…>quota</a>"): keep the words.
-            return re.sub(r"<[^>]*>", "", message)[:300]
+            # `<[^<>]*>`, not `<[^>]*>`: a run of "<" with no ">" made the latter rescan to the
+            # end from each one, quadratic in the length of the message.
+            return re.sub(r"<[^<>]*>", "", message)[:300]
     return None
 
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any
 
 import orjson
 
+from backchannel.core import tags
 from backchannel.core.mastodon import messages_from_status
 from backchannel.core.models import Message
 from backchannel.core.record import message_from_record
-from backchannel.core.tags import message_from_row
 from backchannel.core.twarc import messages_from_twarc_page
 from backchannel.errors import PayloadError
 
@@ -244,41 +245,95 @@ def _read_twarc(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iter
             yield Rejected(f"line {number}, {tweet}", reason)
 
 
-def _decoded(fh: IO[bytes], on_progress: Progress | None) -> Iterable[str]:
+def _decoded(fh: IO[bytes], on_progress: Progress | None) -> Iterator[tuple[int, str]]:
     for number, line in enumerate(fh, 1):
         if on_progress is not None and not number % _PROGRESS_EVERY:
             on_progress(fh.tell())
-        yield line.decode("utf-8", errors="replace")
+        yield number, line.decode("utf-8", errors="replace")
     if on_progress is not None:
         on_progress(fh.tell())
+
+
+# A CSV record may span lines (a quoted cell holding newlines), but one still open this
+# many lines on is a quote that never closes: its first line is rejected and reading
+# goes on from the second, so the rest of the file is not swallowed.
+MAX_RECORD_LINES = 100
 
 
 def _read_tags(fh: IO[bytes], event: str, on_progress: Progress | None) -> Iterator[Message | Rejected]:
     first = _first_line(fh).decode("utf-8", errors="replace")
     # Sheets' "copy" gives tab-separated text, its CSV download commas.
     delimiter = "\t" if first.count("\t") > first.count(",") else ","
-    reader = csv.reader(_decoded(fh, on_progress), delimiter=delimiter)
-    header = [name.strip() for name in next(reader, [])]
-    while True:
-        # A quoted cell may span lines: name the line the record starts on.
-        start = reader.line_num + 1
-        try:
-            cells = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield Rejected(f"line {start}", f"unreadable CSV ({exc})")
+    source = _decoded(fh, on_progress)
+    header: list[str] = []
+    for _, line in source:
+        if line.strip():
+            header = [name.strip() for name in tags.cells(line, delimiter)]
+            break
+    # Lines to read again before the file's next ones (after a record was cut short).
+    again: deque[tuple[int, str]] = deque()
+
+    def lines() -> Iterator[tuple[int, str]]:
+        while True:
+            if again:
+                yield again.popleft()
+            elif (line := next(source, None)) is not None:
+                yield line
+            else:
+                return
+
+    # Records are split by hand, not by csv.reader over the whole file, to notice a quoted
+    # cell that never closes (tags.starts_row) and to name the line each record starts on.
+    pending: list[tuple[int, str]] = []
+    quotes = 0
+    for number, line in lines():
+        if pending and tags.starts_row(line, header, delimiter):
+            yield _unclosed(pending, f"line {number} reads as a row of its own")
+            pending, quotes = [], 0
+        pending.append((number, line))
+        quotes += line.count('"')
+        if quotes % 2 and len(pending) == 1 and tags.has_all_cells(line, header, delimiter):
+            quotes = 0  # a stray quote inside an unquoted cell: a character, not an opening
+        if quotes % 2 and len(pending) < MAX_RECORD_LINES:
             continue
-        if not any(cell.strip() for cell in cells):
-            continue
-        if len(cells) != len(header):
-            yield Rejected(f"line {start}", f"{len(cells)} cells where the header has {len(header)} columns")
-            continue
-        try:
-            item: Message | Rejected = message_from_row(dict(zip(header, cells, strict=True)), event=event)
-        except _RECORD_ERRORS as exc:
-            item = Rejected(f"line {start}", _reason(exc))
-        yield item
+        if quotes % 2:
+            yield Rejected(
+                f"line {pending[0][0]}", f"a quoted cell that never ends ({MAX_RECORD_LINES} lines on)"
+            )
+            again.extendleft(reversed(pending[1:]))
+        else:
+            yield from _tags_item(
+                pending[0][0], "".join(text for _, text in pending), header, delimiter, event
+            )
+        pending, quotes = [], 0
+    if pending:
+        yield _unclosed(pending, "the file ends")
+
+
+def _unclosed(pending: list[tuple[int, str]], before: str) -> Rejected:
+    """A record whose quote never closed before `before`: its lines, named by the first."""
+    start = pending[0][0]
+    return Rejected(f"line {start}", tags.unclosed_quote(start, pending[-1][0], before))
+
+
+def _tags_item(
+    start: int, text: str, header: list[str], delimiter: str, event: str
+) -> Iterator[Message | Rejected]:
+    """The message of one record (none for a blank line), or why it has none."""
+    try:
+        found = tags.cells(text, delimiter)
+    except csv.Error as exc:
+        yield Rejected(f"line {start}", f"unreadable CSV ({exc})")
+        return
+    if not any(cell.strip() for cell in found):
+        return
+    if len(found) != len(header):
+        yield Rejected(f"line {start}", f"{len(found)} cells where the header has {len(header)} columns")
+        return
+    try:
+        yield tags.message_from_row(dict(zip(header, found, strict=True)), event=event)
+    except _RECORD_ERRORS as exc:
+        yield Rejected(f"line {start}", _reason(exc))
 
 
 _READERS = {"jsonl": _read_jsonl, "mastodon": _read_mastodon, "twarc": _read_twarc, "tags": _read_tags}

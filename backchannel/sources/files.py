@@ -29,7 +29,7 @@ import orjson
 
 from backchannel.core.models import Message
 from backchannel.core.record import message_from_record
-from backchannel.core.tags import message_from_row
+from backchannel.core.tags import has_all_cells, message_from_row, starts_row, unclosed_quote
 from backchannel.errors import ConfigError, PayloadError
 from backchannel.eventfile import EventFile, SourceType, register
 from backchannel.sources.base import Page, UpstreamError
@@ -247,8 +247,22 @@ class FileSource:
             if at_start and number == first_line and first_line == 1:
                 batch.consumed, batch.lines, position = len(line) + 1, 1, len(line) + 1  # the header
                 continue
+            if pending and starts_row(line.decode("utf-8", errors="replace"), self._header, self._delimiter):
+                # The quote of the pending record never closed: see tags.starts_row.
+                start = number - len(pending)
+                reason = unclosed_quote(start, number - 1, f"line {number} reads as a row of its own")
+                batch.rejected.append(f"line {start}: {reason}")
+                position += sum(len(p) + 1 for p in pending)
+                batch.consumed, batch.lines = position, index - 1
+                pending, quotes = [], 0
             pending.append(line)
             quotes += line.count(b'"')
+            if (
+                quotes % 2
+                and len(pending) == 1
+                and has_all_cells(line.decode("utf-8", errors="replace"), self._header, self._delimiter)
+            ):
+                quotes = 0  # a stray quote inside an unquoted cell: a character, not an opening
             if quotes % 2:
                 if len(pending) < MAX_RECORD_LINES:
                     continue
