@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
+import redis as syncredis
 import redis.asyncio as aioredis
 from aiohttp import web
 from cryptography.fernet import Fernet
@@ -176,6 +177,30 @@ async def test_a_seq_that_never_reached_redis_is_read_back_from_the_store(
             items = await feed.items_until(seq_is(after.seq))
             assert [i["seq"] for i in items] == [first.seq, *(m.seq for m in lost), after.seq]
     assert a.fanout.filled == b.fanout.filled == len(lost)
+
+
+@pytest.mark.postgres
+async def test_a_reader_behind_the_trim_point_reads_the_trimmed_seqs_back(
+    instances: tuple[Instance, Instance], stores: tuple[Store, Store], redis_url: str
+) -> None:
+    """Entries trimmed by MAXLEN before B read them: B sees the seq jump and reads
+    the trimmed seqs back from the store."""
+    a, b = instances
+    async with wall(b) as on_b:
+        await on_b.frame()
+        first = (await a.add(msg(1)))[0]
+        assert [i["seq"] for i in await on_b.items_until(seq_is(first.seq))] == [first.seq]
+        # A writer commits three messages and publishes each, and the stream is trimmed to
+        # the last one, in one transaction: no reader sees the stream in between.
+        added = stores[0].ingest(EVENT, [msg(2), msg(3), msg(4)]).added
+        with syncredis.Redis.from_url(redis_url) as r, r.pipeline(transaction=True) as tx:
+            for stored in added:
+                tx.xadd(b.fanout.stream, encode_entry(EVENT, [stored]))  # type: ignore[arg-type]
+            tx.xtrim(b.fanout.stream, maxlen=1, approximate=False)
+            tx.execute()
+        items = await on_b.items_until(seq_is(added[-1].seq))
+        assert [i["seq"] for i in items] == [m.seq for m in added]
+    assert b.fanout.filled == 2
 
 
 async def test_close_ends_the_reader_while_entries_flow(redis_url: str) -> None:
