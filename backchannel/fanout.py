@@ -37,9 +37,9 @@ the store (which has every seq below one that was published: seqs are taken unde
 event's row lock, in commit order) and delivered before what follows it. That covers
 an entry Redis lost (killed, restarted empty), one trimmed by `MAXLEN` before this
 reader got to it, and one whose writer died between commit and XADD. A gap at the
-end, with nothing after it to show it, is found after an outage: once XREAD works
-again the reader compares each event's head in the store with what it delivered and
-reads back the difference. Reads go `FILL_CHUNK` items at a time, so a long outage's
+end, with nothing after it to show it, is found by comparing each event's head in the
+store with what was delivered: at once when XREAD works again after an outage, and
+every `HEAD_CHECK` seconds. Reads go `FILL_CHUNK` items at a time, so a long outage's
 thousands of items reach clients paced, not in one frame. An item that arrives after
 it was read back is dropped, so each client gets each seq once, in order, without
 reconnecting. The sender keeps an entry until Redis takes it (at most `MAX_PENDING`,
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import logging
 import time
 import uuid
@@ -79,6 +80,10 @@ READ_COUNT = 500
 # Entries queued for the sender beyond this are dropped, oldest first (Redis down for
 # long): each is one publish call, so this is minutes of a busy event.
 MAX_PENDING = 10_000
+# The most entries one round trip to Redis writes: after an outage the sender's queue
+# drains in batches, not at one round trip per entry (which lagged the live feed by
+# seconds behind a minute's worth of entries).
+SEND_BATCH = 100
 # The first pause before retrying a failed XADD or XREAD (see MAX_RETRY_DELAY).
 RETRY_DELAY = 0.25
 
@@ -442,6 +447,10 @@ FILL_CHUNK = 500
 FILL_PAUSE = 0.1
 # How often the filler looks for gaps whose hold is over.
 FILL_TICK = HOLD / 4
+# How often the filler compares the store's heads with what was delivered, without an
+# outage: a seq whose writer died between commit and XADD, with nothing committed after
+# it, reaches clients within this time (a few small queries per check).
+HEAD_CHECK = 5.0
 # close() gives its tasks this long to end, and Redis this long to close its sockets.
 CLOSE_TIMEOUT = 2.0
 
@@ -456,8 +465,16 @@ class RedisFanout:
     serves no clients.
     """
 
-    def __init__(self, url: str, *, stream_prefix: str = "backchannel:", maxlen: int = 100_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        stream_prefix: str = "backchannel:",
+        maxlen: int = 100_000,
+        head_check: float = HEAD_CHECK,
+    ) -> None:
         self.url = url
+        self.head_check = head_check
         self.stream = f"{stream_prefix}events"
         self.maxlen = maxlen
         self._redis = redis.Redis.from_url(
@@ -554,9 +571,11 @@ class RedisFanout:
             log.warning("fan-out: closing the Redis connections: %r", exc)
 
     async def _send(self) -> None:
-        """Write queued entries in order. An entry stays queued until Redis takes it
-        (the queue is bounded by `publish`): after an outage, readers get what was
-        published during it, and read back from the store whatever they still lack."""
+        """Write queued entries in order, up to SEND_BATCH per round trip. An entry stays
+        queued until Redis takes it (the queue is bounded by `publish`): after an outage,
+        readers get what was published during it, and read back from the store whatever
+        they still lack. A batch that failed halfway is sent again: readers drop the
+        entries they already had."""
         pending = self._pending
         delay = RETRY_DELAY
         while not self._closing:
@@ -564,9 +583,12 @@ class RedisFanout:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            entry = pending[0]
+            batch = list(itertools.islice(pending, SEND_BATCH))
             try:
-                await self._redis.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                async with self._redis.pipeline(transaction=False) as pipe:
+                    for entry in batch:
+                        pipe.xadd(self.stream, entry, maxlen=self.maxlen, approximate=True)  # type: ignore[arg-type]
+                    await pipe.execute()
             except redis.RedisError as exc:
                 if delay == RETRY_DELAY:
                     log.warning("fan-out XADD failed; keeping %d entries, retrying: %r", len(pending), exc)
@@ -576,9 +598,10 @@ class RedisFanout:
             if delay != RETRY_DELAY:
                 log.warning("fan-out XADD works again")
                 delay = RETRY_DELAY
-            self.sent += 1
-            if pending and pending[0] is entry:  # publish may have dropped it meanwhile
-                pending.popleft()
+            self.sent += len(batch)
+            for entry in batch:
+                if pending and pending[0] is entry:  # publish may have dropped it meanwhile
+                    pending.popleft()
 
     async def run(self, deliver: Deliver) -> None:
         """Read every entry after the last one seen and deliver it, until closed.
@@ -624,8 +647,11 @@ class RedisFanout:
                         self._deliver(deliver, *ready)
 
     async def _fill(self, deliver: Deliver) -> None:
-        """Every FILL_TICK (or at once after an outage): read back the gaps that are due."""
+        """Every FILL_TICK: read back the gaps that are due; every HEAD_CHECK, and at once
+        after an outage, compare the store's heads with what was delivered first."""
+        loop = asyncio.get_running_loop()
         delay = RETRY_DELAY
+        checked = loop.time()
         while not self._closing:
             try:
                 async with asyncio.timeout(FILL_TICK):
@@ -633,8 +659,11 @@ class RedisFanout:
             except TimeoutError:
                 pass
             try:
-                if self._resync.is_set() and self._reader is not None:
+                if self._reader is not None and (
+                    self._resync.is_set() or loop.time() - checked >= self.head_check
+                ):
                     self._resync.clear()
+                    checked = loop.time()
                     self._order.behind(await self._reader.heads())
                 gaps = self._order.due()
                 try:
