@@ -1,4 +1,5 @@
-"""Typed application state shared by the server's modules, and the one publish path."""
+"""Typed application state shared by the server's modules, the one publish path, and what
+the fan-out reads back from the store."""
 
 from __future__ import annotations
 
