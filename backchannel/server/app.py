@@ -29,6 +29,7 @@ from backchannel.server.keys import (
     WRITE_LOCKS,
     deliver,
     publish,
+    store_reader,
     write_lock,
 )
 from backchannel.server.security import SecuritySettings, setup_security
@@ -91,7 +92,7 @@ class _ServedPipeline(Pipeline):
 async def _fanout_context(app: web.Application) -> AsyncIterator[None]:
     # Started before the background jobs (which may publish), stopped after them.
     fanout = app[FANOUT]
-    await fanout.start(lambda event, items, rules: deliver(app, event, items, rules))
+    await fanout.start(lambda event, items, rules: deliver(app, event, items, rules), store_reader(app))
     yield
     await fanout.close()
 

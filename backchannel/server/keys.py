@@ -1,4 +1,5 @@
-"""Typed application state shared by the server's modules, and the one publish path."""
+"""Typed application state shared by the server's modules, the one publish path, and what
+the fan-out reads back from the store."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import jinja2
 from aiohttp import web
 
 from backchannel.core.models import Change, StoredMessage
-from backchannel.core.moderation import WallRules
+from backchannel.core.moderation import EventAction, WallRules
 from backchannel.core.wire import Publishable
 from backchannel.errors import StoreError
-from backchannel.fanout import RedisFanout
+from backchannel.fanout import RedisFanout, StoreReader
 from backchannel.hub import Hub, WallChannel
 from backchannel.server.stats_cache import StatsCache
 from backchannel.store import EventInfo, Store
@@ -81,3 +82,41 @@ def deliver(
     if wall is not None and wall_rules is not None:
         wall.rules = wall_rules
     app[HUB].publish(event, items)
+
+
+class _FanoutStoreReader:
+    """What the fan-out reads back from the store when Redis did not bring it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def heads(self) -> dict[str, int]:
+        store = self._store
+
+        def load() -> dict[str, int]:
+            return {name: store.event(name, create=False).last_seq for name in store.event_names()}
+
+        return await asyncio.to_thread(load)
+
+    async def read(
+        self, event: str, after_seq: int, through_seq: int
+    ) -> tuple[list[Publishable], WallRules | None]:
+        store = self._store
+
+        def load() -> tuple[list[Publishable], WallRules | None]:
+            # Seqs are gap-free, so the range holds at most this many items.
+            items = [
+                i
+                for i in store.backlog(event, after_seq, limit=through_seq - after_seq)
+                if i.seq <= through_seq
+            ]
+            actions = {a.value for a in EventAction}
+            changed = any(isinstance(i, Change) and i.action in actions for i in items)
+            # The rules now, as a resume's wall view applies them.
+            return list(items), store.wall_rules(event) if changed else None
+
+        return await asyncio.to_thread(load)
+
+
+def store_reader(app: web.Application) -> StoreReader:
+    return _FanoutStoreReader(app[STORE])
