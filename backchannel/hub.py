@@ -75,8 +75,8 @@ receive by resuming a message it would not get live.
 
 Keepalive and limits. `websocket_response()` builds aiohttp responses with protocol
 pings (`heartbeat`; no pong within half of it ends the connection, which finds
-half-open sockets and clients that stopped reading; aiohttp then only closes the
-transport, so `attach` aborts it), a 64 KiB limit on client frames, and no permessage-deflate:
+half-open sockets and clients that stopped reading; aiohttp would only close the
+transport, so the hub's response resets it instead), a 64 KiB limit on client frames, and no permessage-deflate:
 compressing per client would undo encoding once per channel and cost CPU for
 every client.
 
@@ -674,9 +674,36 @@ class Hub:
         return outcome
 
 
+def _linger_zero(transport: asyncio.BaseTransport) -> bool:
+    """Make the socket's close a reset (RST), dropping the kernel's send queue; False if
+    the socket is closed already. Without it the kernel keeps retrying a peer that does
+    not read, holding the data (and the FIN queued behind it) for minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return False
+    with contextlib.suppress(OSError):  # already gone
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return True
+
+
+class _WebSocketResponse(web.WebSocketResponse):
+    """aiohttp's websocket response, except that a heartbeat timeout resets the connection.
+
+    On a missing pong aiohttp only closes the transport, which then waits to flush what
+    a peer that does not read will never take, or hands the kernel a FIN that stays
+    queued behind its send buffer. tests/test_hub.py checks both cases.
+    """
+
+    def _pong_not_received(self) -> None:
+        request = self._req
+        if request is not None and request.transport is not None:
+            _linger_zero(request.transport)
+        super()._pong_not_received()
+
+
 def websocket_response(*, heartbeat: float | None = HEARTBEAT) -> web.WebSocketResponse:
     """An aiohttp websocket response with the hub's keepalive and limits (see module docs)."""
-    return web.WebSocketResponse(
+    return _WebSocketResponse(
         heartbeat=heartbeat,
         max_msg_size=MAX_CLIENT_MESSAGE,
         compress=False,
@@ -706,18 +733,11 @@ class AiohttpConnection:
     def abort(self) -> bool:
         """Reset the connection: its buffers, ours and the kernel's, are dropped at once.
 
-        True if there was a socket to reset. SO_LINGER 0 makes the close send RST and
-        discard the kernel's send queue; without it the kernel keeps retrying a peer
-        that does not read, holding the data for minutes.
+        True if there was a socket to reset.
         """
         transport = self._transport
-        if transport is None:
+        if transport is None or not _linger_zero(transport):
             return False
-        sock = transport.get_extra_info("socket")
-        if sock is None or sock.fileno() < 0:
-            return False
-        with contextlib.suppress(OSError):  # already gone
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         transport.abort()
         return True
 

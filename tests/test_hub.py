@@ -731,6 +731,24 @@ async def test_a_heartbeat_timeout_resets_a_client_that_stopped_reading_and_free
         stalled.close()
 
 
+async def test_a_heartbeat_timeout_resets_a_stalled_client_whose_data_sits_in_the_kernel(
+    serve: Serve,
+) -> None:
+    # What the server wrote fits in the kernel's buffers: nothing waits in its own, so
+    # only the heartbeat's close itself can make the end a reset rather than a FIN
+    # queued behind data the client will never read.
+    served = await serve(heartbeat=1000 * MS)
+    stalled = await stalled_websocket(served.port, f"/dashboard/{EVENT}")
+    try:
+        await until(lambda: served.hub.subscribers(EVENT) == 1)
+        await served.add([msg(i, f"{i} {'x' * 4000}") for i in range(1, 4)])
+        await until(lambda: _held(served.hub)[0] == 0)
+        assert await asyncio.wait_for(served.done.get(), TIMEOUT) is Outcome.LIVE
+        assert await how_it_ended(stalled, TIMEOUT) == "reset"
+    finally:
+        stalled.close()
+
+
 async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
     """Poll a condition of the server's own state (no event to await from outside)."""
     async with asyncio.timeout(timeout):
