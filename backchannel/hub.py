@@ -762,13 +762,19 @@ class AiohttpConnection:
             # would wait for the socket to drain forever.
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._ws.close(code=code, message=reason.encode())
-        except TimeoutError:
-            # aiohttp falls back to transport.close(), which waits to flush a buffer that
-            # a stalled client will never take (and the kernel would keep its own).
-            log.debug("close handshake timed out; aborting the connection")
-            self.abort()
         except ConnectionError:
             pass
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Either way aiohttp falls back to transport.close(), which waits to flush a
+            # buffer that a stalled client will never take (and the kernel keeps its own):
+            # abort instead. A CancelledError that nobody asked for comes from aiohttp's
+            # drain waiter, which all writers of a connection share: cancelling the hub's
+            # writer while it waited there left it cancelled, so close() raises at once.
+            log.debug("close of a stalled connection failed (%r); aborting it", exc)
+            self.abort()
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
         else:
             if self.buffered():
                 self.abort()

@@ -113,6 +113,15 @@ async def stalled_websocket(port: int, path: str, *, rcvbuf: int = 4096) -> sock
     return sock
 
 
+# Linux TCP_INFO's first byte is the socket's state; 1 is ESTABLISHED.
+TCP_ESTABLISHED = 1
+
+
+def established(sock: socket.socket) -> bool:
+    """Whether the peer still holds the connection, seen without reading the socket."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+
+
 async def how_it_ended(sock: socket.socket, timeout: float) -> str:
     """Read a stalled socket to its end: "reset" (RST) or "closed" (FIN); fail after `timeout`."""
     loop = asyncio.get_running_loop()
