@@ -42,6 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,8 @@ STRETCH_SECONDS = 60.0
 STALL_SECONDS = HEARTBEAT * 1.5 + 10
 # How long the reading clients get, once publishing stops, to hold the last seq.
 DRAIN_SECONDS = 15.0
+# A handshake slower than this counts as failed (the server is overloaded).
+CONNECT_TIMEOUT = 30.0
 # How often the server's RSS is read.
 SAMPLE_SECONDS = 5.0
 # Linux TCP_INFO's first byte is the socket's state; 1 is ESTABLISHED.
@@ -106,6 +109,7 @@ class Stalled:
     connects: int = 0
     cut: int = 0  # the server had closed or reset the socket by the check
     still_open: int = 0  # ESTABLISHED at the check: the server kept a client that never reads
+    failed: int = 0  # handshakes that failed or timed out
 
 
 @dataclass
@@ -114,6 +118,7 @@ class Run:
     stalled: Stalled = field(default_factory=Stalled)
     latencies: list[float] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    endings: Counter[str] = field(default_factory=Counter)  # how cut connections ended
 
 
 async def read_wall(session: aiohttp.ClientSession, url: str, reader: Reader, run: Run, churn: float) -> None:
@@ -136,8 +141,10 @@ async def read_wall(session: aiohttp.ClientSession, url: str, reader: Reader, ru
                 else:
                     if ws.close_code not in (aiohttp.WSCloseCode.OK, aiohttp.WSCloseCode.GOING_AWAY):
                         reader.cut += 1
-        except (aiohttp.ClientError, OSError):
+                        run.endings[str(ws.close_code)] += 1
+        except (aiohttp.ClientError, OSError) as exc:
             reader.cut += 1
+            run.endings[type(exc).__name__] += 1
         if not run.stop.is_set():
             # Away for a moment, so that the resume has something to replay.
             await asyncio.sleep(random.uniform(0, 2))
@@ -173,6 +180,7 @@ def take(data: bytes, reader: Reader, run: Run, replaying: bool) -> bool:
 async def stall(url: str, run: Run) -> None:
     """Connect, read nothing, check the server cut us after STALL_SECONDS; again."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import WebSocketException
 
     loop = asyncio.get_running_loop()
     while not run.stop.is_set():
@@ -184,9 +192,18 @@ async def stall(url: str, run: Run) -> None:
             await loop.sock_connect(sock, url_address(url))
             # max_queue=1: the client stops reading the socket once a frame waits
             # unread; no pings of its own, and none answered.
-            ws = await connect(url, sock=sock, max_queue=1, ping_interval=None, close_timeout=0.1)
-        except OSError:
+            ws = await connect(
+                url,
+                sock=sock,
+                max_queue=1,
+                ping_interval=None,
+                close_timeout=0.1,
+                open_timeout=CONNECT_TIMEOUT,
+            )
+        except (OSError, WebSocketException):
             sock.close()
+            run.stalled.failed += 1
+            await asyncio.sleep(1)  # a loaded server: no tight loop of handshakes
             continue
         run.stalled.connects += 1
         try:
@@ -318,6 +335,7 @@ async def soak(args: argparse.Namespace, port: int, pid: int) -> dict[str, Any]:
         "resumes": sum(r.resumes for r in readers_),
         "resets": sum(r.resets for r in readers_),
         "cut": sum(r.cut for r in readers_),
+        "endings": dict(run.endings),
         "connects": sum(r.connects for r in readers_),
         "stalled": run.stalled.__dict__,
         "rss_start": rss_start,
@@ -364,12 +382,12 @@ def report(args: argparse.Namespace, store: str, r: dict[str, Any]) -> None:
     print(
         f"messages {r['published']:,} (of {r['scheduled']:,} due); deliveries {r['deliveries']:,} of "
         f"{r['expected']:,}; lost {r['lost']:,}, duplicates {r['duplicates']:,}; resumes {r['resumes']:,} "
-        f"(refused {r['resets']}), connections {r['connects']:,}, cut by the server {r['cut']}"
+        f"(refused {r['resets']}), connections {r['connects']:,}, cut by the server {r['cut']} {r['endings'] or ''}"
     )
     s = r["stalled"]
     print(
         f"stalled clients: {s['connects']:,} connections, {s['cut']:,} cut by the server within "
-        f"{STALL_SECONDS:.0f} s, {s['still_open']} still open"
+        f"{STALL_SECONDS:.0f} s, {s['still_open']} still open, {s['failed']} handshakes failed"
     )
     print(
         f"server RSS: start {r['rss_start'] / mib:.0f} MiB, {args.clients:,} connected "
