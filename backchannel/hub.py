@@ -57,7 +57,9 @@ to a peer that does not read.
 Every exit path frees a subscription's queue, and a subscription holds no reference
 cycle once it is stopped (its writer task is dropped when done), so reference
 counting frees it at once: `backchannel serve` runs the cyclic collector rarely
-(`cli.tune_gc`), and a stalled client's queue must not wait for it.
+(`cli.tune_gc`), and a stalled client's queue must not wait for it. (aiohttp's own
+objects of a closed connection do wait for it, some 50 objects; their buffers are
+empty by then.)
 
 Resuming. A connection is registered (live items buffer in its queue) before its
 backlog is read, and the backlog reader reports the event's head read before the
@@ -76,9 +78,9 @@ receive by resuming a message it would not get live.
 Keepalive and limits. `websocket_response()` builds aiohttp responses with protocol
 pings (`heartbeat`; no pong within half of it ends the connection, which finds
 half-open sockets and clients that stopped reading; aiohttp would only close the
-transport, so the hub's response resets it instead), a 64 KiB limit on client frames, and no permessage-deflate:
-compressing per client would undo encoding once per channel and cost CPU for
-every client.
+transport, so the hub's response resets it instead), a 64 KiB limit on client
+frames, and no permessage-deflate: compressing per client would undo encoding once
+per channel and cost CPU for every client.
 
 What the hub does not do: read the store (the backlog reader is injected), check
 Origin or authenticate (the route does that before `prepare`), or span processes
