@@ -35,12 +35,31 @@ buffer is nearly empty gets those bytes written to its transport at once, as the
 `websockets` library's `broadcast` does. Only a client that is behind goes through
 its queue and writer, which wait for its socket to drain.
 
-Slow clients. A connection whose queue holds more than `max_queue` items is dropped:
-removed from the hub at once (its queue freed), its writer cancelled, and its socket
-closed with code 4008 "too slow", the transport aborted if even the close frame
-cannot be written within `CLOSE_TIMEOUT`. Memory per connection is therefore at
-most `max_queue` items plus the transport's write buffer, which aiohttp's writer
-bounds by waiting for the socket to drain. A dropped client reconnects and resumes.
+Slow clients. Each connection has a budget in items (`max_queue`) and in bytes
+(`max_bytes`, 1 MiB): what it holds is its queued frames plus what sits in its
+transport's write buffer (frames written straight to the transport count there). A
+connection that already holds more than either budget when a flush reaches it is
+dropped: removed from the hub at once, its queue freed, its writer cancelled, and
+its socket closed with code 4008 "too slow", the transport aborted if even the close
+frame cannot be written within `CLOSE_TIMEOUT`. Memory per connection is therefore
+at most `max_bytes` plus one flush's batch (shared by every subscriber) and the
+frame its writer has in flight: N stalled clients cost at most about N x 1 MiB,
+however long they stall. A dropped client reconnects and resumes.
+
+What the kernel holds is outside that count: its send buffer (autotuned up to
+`net.ipv4.tcp_wmem`'s maximum, 4 MiB) is not the process's memory, and a healthy
+client far away legitimately has megabytes in flight there. A connection that ends
+abnormally (dropped, heartbeat timeout, an error) or with bytes still unsent is
+aborted with a TCP reset (`SO_LINGER` 0), which frees the transport's buffer and the
+kernel's at once: a plain close would keep the socket ESTABLISHED, flushing forever
+to a peer that does not read.
+
+Every exit path frees a subscription's queue, and a subscription holds no reference
+cycle once it is stopped (its writer task is dropped when done), so reference
+counting frees it at once: `backchannel serve` runs the cyclic collector rarely
+(`cli.tune_gc`), and a stalled client's queue must not wait for it. (aiohttp's own
+objects of a closed connection do wait for it, some 50 objects; their buffers are
+empty by then.)
 
 Resuming. A connection is registered (live items buffer in its queue) before its
 backlog is read, and the backlog reader reports the event's head read before the
@@ -57,10 +76,11 @@ event's `WallChannel` applies `WallRules.visible`, so the public wall cannot
 receive by resuming a message it would not get live.
 
 Keepalive and limits. `websocket_response()` builds aiohttp responses with protocol
-pings (`heartbeat`; no pong within half of it closes the connection, which finds
-half-open sockets), a 64 KiB limit on client frames, and no permessage-deflate:
-compressing per client would undo encoding once per channel and cost CPU for
-every client.
+pings (`heartbeat`; no pong within half of it ends the connection, which finds
+half-open sockets and clients that stopped reading; aiohttp would only close the
+transport, so the hub's response resets it instead), a 64 KiB limit on client
+frames, and no permessage-deflate: compressing per client would undo encoding once
+per channel and cost CPU for every client.
 
 What the hub does not do: read the store (the backlog reader is injected), check
 Origin or authenticate (the route does that before `prepare`), or span processes
@@ -70,8 +90,10 @@ Origin or authenticate (the route does that before `prepare`), or span processes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import logging
+import socket
 import struct
 from collections import deque
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -79,7 +101,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from backchannel.core import wire
 from backchannel.core.moderation import WallRules
@@ -90,6 +112,12 @@ log = logging.getLogger(__name__)
 # Home Assistant's bound for pending messages per websocket: minutes of a busy
 # backchannel for a client that is merely slow, far less than a stalled one piles up.
 MAX_QUEUE = 4096
+# A connection holding more than this (queued frames and its transport's write buffer)
+# is dropped: at 100 messages/s of 8 KB a stalled client reaches it in about a second
+# once the kernel's buffers are full, while a dashboard that is merely slow has
+# seconds of an ordinary stream (~700-byte items) in hand. N stalled clients cost at
+# most about N MiB.
+MAX_BYTES = 1024 * 1024
 # The shortest spacing of flushes under load, so at most ~33 frames a second per
 # client, while a message still reaches an idle dashboard at once (coalescing starts
 # only when publishes come closer than this). Measured on 2 cores with 1,000 clients
@@ -200,6 +228,9 @@ class Connection(Protocol):
         """Write a whole websocket frame (`websocket_frame`) at once if the socket can take
         it without waiting; False, having written nothing, if it cannot."""
 
+    def buffered(self) -> int:
+        """Bytes written to the transport that the socket has not taken yet."""
+
     async def close(self, code: int, reason: str) -> None:
         """Close, bounded in time; never raises for a connection already gone."""
 
@@ -219,6 +250,7 @@ class HubStats:
     flushes: int = 0  # batches encoded (one per channel per flush)
     frames: int = 0  # frames sent, summed over connections
     dropped: int = 0  # connections dropped as too slow
+    aborted: int = 0  # transports reset rather than closed (stalled, timed out, broken)
     recovered: int = 0
     resets: int = 0
     window: float = 0.0  # the flush spacing last set (of whichever event flushed last)
@@ -274,9 +306,11 @@ class Subscription:
     """One connection's place in the hub: a bounded queue and its writer task."""
 
     __slots__ = (
+        "__weakref__",
         "_hub",
         "_queue",
         "_queued",
+        "_queued_bytes",
         "_skip_through",
         "_waiter",
         "_writer",
@@ -294,6 +328,7 @@ class Subscription:
         self.dropped = False
         self._queue: deque[_Batch] = deque()
         self._queued = 0  # items in _queue, the quantity max_queue bounds
+        self._queued_bytes = 0  # frame bytes in _queue, which max_bytes bounds with the transport's
         # Items at or below this seq were covered by the resume (or predate a fresh start).
         self._skip_through = -1
         self._waiter: asyncio.Future[None] | None = None
@@ -303,8 +338,13 @@ class Subscription:
     def queued(self) -> int:
         return self._queued
 
+    @property
+    def held(self) -> int:
+        """Bytes this connection holds: its queued frames and its transport's write buffer."""
+        return self._queued_bytes + self.conn.buffered()
+
     def _push(self, batch: _Batch) -> bool:
-        """Send or queue a batch; False when that puts the queue over its bound."""
+        """Send or queue a batch; False when the connection was already over a budget."""
         if (
             self._waiter is not None  # the writer is idle: nothing queued, no send under way
             and batch.lo > self._skip_through
@@ -312,9 +352,13 @@ class Subscription:
         ):
             self._hub.stats.frames += 1
             return True
+        # Counted before this batch, so one batch larger than the budget (a replay's
+        # thousand items) does not drop a client that had caught up.
+        held = self.held
         self._queue.append(batch)
         self._queued += len(batch.seqs)
-        if self._queued > self._hub.max_queue:
+        self._queued_bytes += len(batch.frame)
+        if self._queued > self._hub.max_queue or held > self._hub.max_bytes:
             return False
         waiter = self._waiter
         if waiter is not None:
@@ -370,6 +414,7 @@ class Subscription:
         skip = self._skip_through
         batch = queue.popleft()
         self._queued -= len(batch.seqs)
+        self._queued_bytes -= len(batch.frame)
         if not queue and batch.lo > skip:
             return batch.frame  # the common case: the channel's shared bytes, no copy
         parts: list[bytes] = []
@@ -384,6 +429,7 @@ class Subscription:
                 break
             batch = queue.popleft()
             self._queued -= len(batch.seqs)
+            self._queued_bytes -= len(batch.frame)
         return wire.items_frame(parts) if parts else None
 
     async def _write(self) -> None:
@@ -405,13 +451,24 @@ class Subscription:
             # The client went away; the route's read loop sees it too and unsubscribes.
             log.debug("hub writer for %s stopped: %r", self.event, exc)
 
+    def _clear(self) -> None:
+        """Free the queue (the client resumes from the store) and stop the writer."""
+        self._queue.clear()
+        self._queued = self._queued_bytes = 0
+        if self._writer is not None:
+            self._writer.cancel()
+
     async def _stop(self) -> None:
+        self._clear()
         task = self._writer
-        if task is not None and not task.done():
-            task.cancel()
-            # wait() rather than awaiting the task: a cancellation of *this* task
-            # must still propagate, and the writer's own CancelledError must not.
-            await asyncio.wait([task])
+        if task is not None:
+            if not task.done():
+                # wait() rather than awaiting the task: a cancellation of *this* task
+                # must still propagate, and the writer's own CancelledError must not.
+                await asyncio.wait([task])
+            # The finished task's CancelledError holds the writer's frame, which holds
+            # this subscription: a cycle only the cyclic collector would free.
+            self._writer = None
 
 
 class _Topic:
@@ -438,13 +495,17 @@ class Hub:
         self,
         *,
         max_queue: int = MAX_QUEUE,
+        max_bytes: int = MAX_BYTES,
         coalesce_window: float = COALESCE_WINDOW,
         pace: float = PACE,
         max_gap: int = MAX_GAP,
     ) -> None:
-        if max_queue < 1 or coalesce_window < 0 or pace < 0 or max_gap < 0:
-            raise ValueError("max_queue must be positive; coalesce_window, pace and max_gap not negative")
+        if max_queue < 1 or max_bytes < 1 or coalesce_window < 0 or pace < 0 or max_gap < 0:
+            raise ValueError(
+                "max_queue and max_bytes must be positive; coalesce_window, pace and max_gap not negative"
+            )
         self.max_queue = max_queue
+        self.max_bytes = max_bytes
         self.coalesce_window = coalesce_window
         self.pace = pace
         self.max_gap = max_gap
@@ -538,17 +599,18 @@ class Hub:
             return
         sub.dropped = True
         self._remove(sub)
-        sub._queue.clear()  # free its backlog now, not when its handler notices
-        sub._queued = 0
-        if sub._writer is not None:
-            sub._writer.cancel()
+        held, queued = sub.held, sub.queued
+        sub._clear()  # free its backlog now, not when its handler notices
         if code == CLOSE_TOO_SLOW:
             self.stats.dropped += 1
             log.info(
-                "dropping a %s client of %s: more than %d items queued",
+                "dropping a %s client of %s: %d items, %d bytes held (budget %d items, %d bytes)",
                 sub.channel.name,
                 sub.event,
+                queued,
+                held,
                 self.max_queue,
+                self.max_bytes,
             )
         task = asyncio.get_running_loop().create_task(sub.conn.close(code, reason))
         # Keep a reference until done: the loop holds tasks only weakly.
@@ -590,23 +652,60 @@ class Hub:
         """Serve a prepared websocket until it closes: resume, then live items.
 
         Client frames are read (reading is what handles pongs and the close
-        handshake) and ignored: the wire has no client message yet.
+        handshake) and ignored: the wire has no client message yet. However it
+        ends, a connection that did not close cleanly is aborted (see module docs).
         """
         conn = AiohttpConnection(ws, request.transport)
         outcome = Outcome.DROPPED
-        async with self.subscribe(event, channel, conn) as sub:
-            try:
-                outcome = await sub.resume(resume, backlog)
-                async for _message in ws:
-                    pass
-            except ConnectionError as exc:
-                log.debug("websocket for %s went away: %r", event, exc)
+        try:
+            async with self.subscribe(event, channel, conn) as sub:
+                try:
+                    outcome = await sub.resume(resume, backlog)
+                    async for _message in ws:
+                        pass
+                except ConnectionError as exc:
+                    log.debug("websocket for %s went away: %r", event, exc)
+        finally:
+            # A heartbeat timeout ends the loop above with the transport merely closing:
+            # it would wait forever to flush its buffer to a peer that does not read. (A
+            # connection the hub is closing, as too slow or at shutdown, is left to that
+            # close, which aborts it in turn if the close frame cannot go out.)
+            stuck = ws.close_code == WSCloseCode.ABNORMAL_CLOSURE or conn.buffered()
+            if stuck and not conn.closing and conn.abort():
+                self.stats.aborted += 1
         return outcome
+
+
+def _linger_zero(transport: asyncio.BaseTransport) -> bool:
+    """Make the socket's close a reset (RST), dropping the kernel's send queue; False if
+    the socket is closed already. Without it the kernel keeps retrying a peer that does
+    not read, holding the data (and the FIN queued behind it) for minutes."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.fileno() < 0:
+        return False
+    with contextlib.suppress(OSError):  # already gone
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    return True
+
+
+class _WebSocketResponse(web.WebSocketResponse):
+    """aiohttp's websocket response, except that a heartbeat timeout resets the connection.
+
+    On a missing pong aiohttp only closes the transport, which then waits to flush what
+    a peer that does not read will never take, or hands the kernel a FIN that stays
+    queued behind its send buffer. tests/test_hub.py checks both cases.
+    """
+
+    def _pong_not_received(self) -> None:
+        request = self._req
+        if request is not None and request.transport is not None:
+            _linger_zero(request.transport)
+        super()._pong_not_received()
 
 
 def websocket_response(*, heartbeat: float | None = HEARTBEAT) -> web.WebSocketResponse:
     """An aiohttp websocket response with the hub's keepalive and limits (see module docs)."""
-    return web.WebSocketResponse(
+    return _WebSocketResponse(
         heartbeat=heartbeat,
         max_msg_size=MAX_CLIENT_MESSAGE,
         compress=False,
@@ -618,15 +717,31 @@ def websocket_response(*, heartbeat: float | None = HEARTBEAT) -> web.WebSocketR
 class AiohttpConnection:
     """`Connection` over an aiohttp `WebSocketResponse`."""
 
-    __slots__ = ("_transport", "_ws")
+    __slots__ = ("_transport", "_ws", "closing")
 
     def __init__(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
         self._ws = ws
         self._transport = transport
+        self.closing = False  # close() was called
 
     async def send(self, frame: bytes) -> None:
         # send_frame takes the bytes as they are: send_str would encode them again per client.
         await self._ws.send_frame(frame, WSMsgType.TEXT)
+
+    def buffered(self) -> int:
+        transport = self._transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    def abort(self) -> bool:
+        """Reset the connection: its buffers, ours and the kernel's, are dropped at once.
+
+        True if there was a socket to reset.
+        """
+        transport = self._transport
+        if transport is None or not _linger_zero(transport):
+            return False
+        transport.abort()
+        return True
 
     def send_now(self, ws_frame: bytes) -> bool:
         transport = self._transport
@@ -643,17 +758,25 @@ class AiohttpConnection:
         return True
 
     async def close(self, code: int, reason: str) -> None:
+        self.closing = True
         try:
             # A client that does not read leaves no room for the close frame; aiohttp
             # would wait for the socket to drain forever.
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._ws.close(code=code, message=reason.encode())
-        except TimeoutError:
-            log.debug("close handshake timed out; aborting the connection")
         except ConnectionError:
             pass
-        # After a timeout aiohttp falls back to transport.close(), which waits to flush a
-        # buffer that a stalled client will never take; abort() frees it now.
-        transport = self._transport
-        if transport is not None and transport.get_write_buffer_size():
-            transport.abort()
+        except (TimeoutError, asyncio.CancelledError) as exc:
+            # Either way aiohttp falls back to transport.close(), which waits to flush a
+            # buffer that a stalled client will never take (and the kernel keeps its own):
+            # abort instead. A CancelledError that nobody asked for comes from aiohttp's
+            # drain waiter, which all writers of a connection share: cancelling the hub's
+            # writer while it waited there left it cancelled, so close() raises at once.
+            log.debug("close of a stalled connection failed (%r); aborting it", exc)
+            self.abort()
+            task = asyncio.current_task()
+            if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
+                raise
+        else:
+            if self.buffered():
+                self.abort()

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import multiprocessing
@@ -146,7 +147,16 @@ def bench_routes(emit: Emit | None) -> list[web.RouteDef]:
     async def cpu_route(request: web.Request) -> web.Response:
         return web.json_response({"cpu": time.process_time(), "rss_kib": rss_kib(os.getpid())})
 
-    return [web.post("/bench/run", run_route), web.get("/bench/cpu", cpu_route)]
+    async def gc_route(request: web.Request) -> web.Response:
+        # A full collection: what the memory is once the cyclic garbage is gone (bench/soak.py).
+        collected = gc.collect()
+        return web.json_response({"collected": collected, "rss_kib": rss_kib(os.getpid())})
+
+    return [
+        web.post("/bench/run", run_route),
+        web.get("/bench/cpu", cpu_route),
+        web.post("/bench/gc", gc_route),
+    ]
 
 
 async def serve_backchannel(args: argparse.Namespace) -> None:

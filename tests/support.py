@@ -4,6 +4,7 @@ reader and a free port."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import socket
 from collections.abc import Callable
@@ -82,6 +83,55 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def stalled_websocket(port: int, path: str, *, rcvbuf: int = 4096) -> socket.socket:
+    """A websocket client that does the handshake and then never reads again.
+
+    Its receive buffer is tiny, so the stall reaches the server after a few KiB rather
+    than after the megabytes of loopback autotuning. It answers no ping. The caller
+    closes the socket (reading it shows how the server ended the connection)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = await asyncio.wait_for(loop.sock_recv(sock, 1), FRAME_TIMEOUT)
+        if not chunk:
+            raise ConnectionError(f"the server closed the handshake: {response!r}")
+        response += chunk
+    if not response.startswith(b"HTTP/1.1 101"):
+        raise ConnectionError(f"no websocket: {response!r}")
+    return sock
+
+
+# Linux TCP_INFO's first byte is the socket's state; 1 is ESTABLISHED.
+TCP_ESTABLISHED = 1
+
+
+def established(sock: socket.socket) -> bool:
+    """Whether the peer still holds the connection, seen without reading the socket."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_ESTABLISHED
+
+
+async def how_it_ended(sock: socket.socket, timeout: float) -> str:
+    """Read a stalled socket to its end: "reset" (RST) or "closed" (FIN); fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if not await loop.sock_recv(sock, 1 << 16):
+                    return "closed"
+            except ConnectionResetError:
+                return "reset"
 
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

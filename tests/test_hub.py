@@ -8,8 +8,10 @@ No sleep is used to synchronise: tests wait on conditions with timeouts counted 
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -19,7 +21,7 @@ import aiohttp
 import orjson
 import pytest
 from aiohttp import web
-from support import T0, msg
+from support import T0, established, how_it_ended, msg, stalled_websocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -655,3 +657,105 @@ async def test_a_client_that_never_reads_is_dropped_and_others_stay_on_time(serv
         assert closed.value.rcvd is None or closed.value.rcvd.code == CLOSE_TOO_SLOW
     finally:
         await slow.close()
+
+
+def _held(hub: Hub) -> tuple[int, int]:
+    """The most bytes and items any subscription of EVENT holds now."""
+    subs = hub.subscriptions(EVENT)
+    return max((s.held for s in subs), default=0), max((s.queued for s in subs), default=0)
+
+
+async def test_a_stalled_client_is_dropped_past_its_byte_budget_long_before_its_item_bound(
+    serve: Serve,
+) -> None:
+    budget = 256 * 1024
+    served = await serve(Hub(max_bytes=budget))  # the default item bound: 4,096
+    stalled = await stalled_websocket(served.port, f"/dashboard/{EVENT}")
+    try:
+        async with AsyncExitStack() as stack:
+            fast = [await stack.enter_async_context(watching(served.url())) for _ in range(3)]
+            await until(lambda: served.hub.subscribers(EVENT) == 4)
+            big = "x" * 8000
+            n = most_held = most_queued = batch_bytes = 0
+            # Bounded: a drop that never comes fails the test rather than hanging it.
+            for _round in range(300):
+                added = await served.add([msg(n + i, f"{n + i} {big}") for i in range(1, 11)])
+                n = added[-1].seq
+                held, queued = _held(served.hub)
+                most_held, most_queued = max(most_held, held), max(most_queued, queued)
+                batch_bytes = max(batch_bytes, sum(len(m.message.text) for m in added))
+                await asyncio.gather(*(w.until_seq(n, timeout=1000 * MS) for w in fast))
+                if served.hub.stats.dropped:
+                    break
+            assert served.hub.stats.dropped == 1, "the stalled client was dropped"
+            assert most_queued < served.hub.max_queue, "by its bytes, not its items"
+            # Over budget is noticed at the next flush: one batch past it, no more.
+            assert most_held <= budget + 2 * batch_bytes
+            await served.add([msg(n + 1)])  # the others go on as before
+            await asyncio.gather(*(w.until_seq(n + 1) for w in fast))
+            for w in fast:
+                assert w.seqs == list(range(1, n + 2))
+        # The dropped client's socket is reset within the close timeout, though it never
+        # reads: neither the server's buffer nor the kernel's waits for it.
+        await until(lambda: not established(stalled))
+        assert await how_it_ended(stalled, TIMEOUT) == "reset"
+    finally:
+        stalled.close()
+
+
+async def test_a_heartbeat_timeout_resets_a_client_that_stopped_reading_and_frees_its_queue(
+    serve: Serve,
+) -> None:
+    # No byte budget to speak of: here the heartbeat alone must find the stalled client.
+    served = await serve(Hub(max_bytes=1 << 30), heartbeat=1000 * MS)
+    stalled = await stalled_websocket(served.port, f"/dashboard/{EVENT}")
+    gc.disable()  # `backchannel serve` runs the cyclic collector rarely; here never
+    try:
+        await until(lambda: served.hub.subscribers(EVENT) == 1)
+        ref = weakref.ref(served.hub.subscriptions(EVENT)[0])
+        big = "x" * 8000
+        n = 0
+        # Publish until the server holds bytes of its own for the client (the kernel's
+        # buffers are full), as a stalled client at a steady rate soon does.
+        for _round in range(300):
+            added = await served.add([msg(n + i, f"{n + i} {big}") for i in range(1, 11)])
+            n = added[-1].seq
+            if _held(served.hub)[0] > 64 * 1024:
+                break
+        assert _held(served.hub)[0] > 64 * 1024
+        # No pong within half the heartbeat: the handler ends...
+        assert await asyncio.wait_for(served.done.get(), TIMEOUT) is Outcome.LIVE
+        assert served.hub.subscribers(EVENT) == 0
+        # ...its subscription, queue and all, is freed by reference counting alone...
+        assert ref() is None, "the subscription is freed without the cyclic collector"
+        # ...and the socket is reset, not left to flush to a peer that never reads.
+        assert served.hub.stats.aborted == 1
+        assert await how_it_ended(stalled, TIMEOUT) == "reset"
+    finally:
+        gc.enable()
+        stalled.close()
+
+
+async def test_a_heartbeat_timeout_resets_a_stalled_client_whose_data_sits_in_the_kernel(
+    serve: Serve,
+) -> None:
+    # What the server wrote fits in the kernel's buffers: nothing waits in its own, so
+    # only the heartbeat's close itself can make the end a reset rather than a FIN
+    # queued behind data the client will never read.
+    served = await serve(heartbeat=1000 * MS)
+    stalled = await stalled_websocket(served.port, f"/dashboard/{EVENT}")
+    try:
+        await until(lambda: served.hub.subscribers(EVENT) == 1)
+        await served.add([msg(i, f"{i} {'x' * 4000}") for i in range(1, 4)])
+        await until(lambda: _held(served.hub)[0] == 0)
+        assert await asyncio.wait_for(served.done.get(), TIMEOUT) is Outcome.LIVE
+        assert await how_it_ended(stalled, TIMEOUT) == "reset"
+    finally:
+        stalled.close()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """Poll a condition of the server's own state (no event to await from outside)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(10 * MS)
