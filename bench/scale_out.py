@@ -22,7 +22,7 @@ PostgreSQL database, one transaction per tick) and publishes what was stored.
 Clients are spread round-robin over the instances. backchannel's are plain websocket
 clients, python-socketio's raw websockets speaking Engine.IO 4 / Socket.IO 5 (1,000
 AsyncClients in one process would measure the client library, not the server). Each
-message's due time is written into its URI, so latency runs from the moment the
+message's due time is written into its author's name, so latency runs from the moment the
 message was due to be ingested to its receipt by the client: a publisher or store
 that falls behind counts as latency, and what never arrives within a few seconds of
 the end counts as lost.
@@ -80,13 +80,14 @@ ROOM = "bench"
 # published counts as lost (a saturated server would take minutes to finish).
 PUBLISH_GRACE = 3.0
 IDLE_SECONDS = 3.0
-# Each message's URI carries its due time: https://bench.invalid/<due>/<n>.
+# Each message's author name carries its due time ("due <due>|User <n>"): the public
+# wall's items carry no URI, only what the wall shows.
 URI_PREFIX = "https://bench.invalid/"
-_URI_MARK = b'"uri":"' + URI_PREFIX.encode()
+_DUE_MARK = b'"author_name":"due '
 
 
 def parse_items(data: bytes) -> list[tuple[int, float]]:
-    return stamped(data, _URI_MARK, b"/")
+    return stamped(data, _DUE_MARK, b"|")
 
 
 def bench_message(n: int, due: float) -> Message:
@@ -95,7 +96,7 @@ def bench_message(n: int, due: float) -> Message:
         network_id=str(n),
         uri=f"{URI_PREFIX}{due:.6f}/{n}",
         author_handle=f"user{n % 5000}",
-        author_name=f"User {n % 5000}",
+        author_name=f"due {due:.6f}|User {n % 5000}",
         text="social learning is all about connections not tools #slz great point @joningham "
         "see http://example.com/article agree the webinar was brilliant",
         created_at=datetime.fromtimestamp(due, UTC),

@@ -381,8 +381,12 @@ async def test_an_event_the_normaliser_fails_on_is_rejected_and_the_stream_goes_
     """Issue 10: one event the normaliser raised on (not a PayloadError) lost its whole
     batch, logged nothing and ended the runner for good."""
     if fault == "payload":
-        # A date past 9999 once it is turned to UTC: datetime raises OverflowError.
-        bad = post(CAROL, "3kbad", "from the end of time #slz", created_at="9999-12-31T23:59:59-01:00")
+        # A post the normaliser rejects by name (a date past 9999 in UTC once raised
+        # OverflowError here; it now falls back to Jetstream's time, as other unusable
+        # dates do).
+        bad = commit(CAROL, "app.bsky.feed.post", "3kbad", record={
+            "$type": "app.bsky.feed.post", "text": 42, "tags": ["slz"], "createdAt": "2026-06-22T12:00:00Z",
+        })  # fmt: skip
     else:
         bad = post(CAROL, "3kbad", "boom #slz")
         post_message = core.post_message
@@ -408,7 +412,7 @@ async def test_an_event_the_normaliser_fails_on_is_rejected_and_the_stream_goes_
         assert store.cursor("bluesky:slz") == str(later["time_us"])
     (rejected,) = [r for r in caplog.records if "skipped a malformed record" in r.getMessage()]
     assert uri(CAROL, "3kbad") in rejected.getMessage()
-    assert ("OverflowError" if fault == "payload" else "KeyError") in rejected.getMessage()
+    assert ("record.text must be a string" if fault == "payload" else "KeyError") in rejected.getMessage()
 
 
 async def test_a_batch_the_store_refused_is_read_again(store: Store) -> None:

@@ -27,6 +27,7 @@ from backchannel import eventfile
 from backchannel.core.models import Change, StoredMessage
 from backchannel.errors import ConfigError
 from backchannel.jobs import SourceRunner
+from backchannel.sources import mastodon as mastodon_source
 from backchannel.sources.base import SourceState, UpstreamError, http_session
 from backchannel.sources.mastodon import TOKEN_ENV, MastodonSource, newest, rewound, sources_for
 from backchannel.store import Store
@@ -225,13 +226,24 @@ async def test_a_malformed_status_is_rejected_and_the_rest_kept(
 
 
 async def test_a_status_the_normaliser_fails_on_is_rejected_alone(
-    store: Store, fake: FakeMastodon, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+    store: Store,
+    fake: FakeMastodon,
+    http: aiohttp.ClientSession,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Issue 10: an exception other than PayloadError (here datetime's OverflowError on
-    a date past 9999 in UTC) failed every poll of the page, so the statuses after it
-    were never collected."""
+    """Issue 10: an exception other than PayloadError (it was datetime's OverflowError on
+    a date past 9999 in UTC, now a named rejection; here a bug in the normaliser) failed
+    every poll of the page, so the statuses after it were never collected."""
     statuses = await fake.post_many(3)
-    fake.corrupt(statuses[1]["id"], created_at="9999-12-31T23:59:59-01:00")
+    normalise = mastodon_source.messages_from_status
+
+    def buggy(status: Any, *args: Any, **kwargs: Any) -> Any:
+        if status.get("id") == statuses[1]["id"]:
+            raise OverflowError("date value out of range")
+        return normalise(status, *args, **kwargs)
+
+    monkeypatch.setattr(mastodon_source, "messages_from_status", buggy)
     run = runner(store, MastodonSource(fake.base_url, "slz"))
     with caplog.at_level(logging.WARNING):
         await run.poll_once(http)
